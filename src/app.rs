@@ -1,0 +1,372 @@
+//! The one shared state of the daemon: configuration, store, hasher, health
+//! metrics, the latest KPI snapshot and its rendered exposition, and the
+//! supervisor of source tasks. `main` only wires this to the CLI.
+
+use crate::config::{self, Config, ConfigError, SourceConfig};
+use crate::hashing::SecretHasher;
+use crate::health::Health;
+use crate::kpi::collector::{KpiCollector, KpiView};
+use crate::kpi::{self, Snapshot};
+use crate::sources::runner::{self, PollOutcome};
+use crate::store::{Store, StoreError};
+use bytes::Bytes;
+use prometheus::{Encoder, Registry, TextEncoder};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Key(#[from] crate::hashing::KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the landing page and `/-/ready` know about a source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceStatus {
+    pub source_type: String,
+    pub enabled: bool,
+    pub polled: bool,
+    pub up: bool,
+    pub last_success: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+struct Task {
+    cfg: SourceConfig,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+pub struct App {
+    pub config_path: PathBuf,
+    config: RwLock<Arc<Config>>,
+    pub store: Arc<Store>,
+    pub hasher: Arc<SecretHasher>,
+    pub registry: Registry,
+    pub health: Health,
+    view: Arc<RwLock<KpiView>>,
+    statuses: RwLock<BTreeMap<String, SourceStatus>>,
+    rendered: RwLock<Bytes>,
+    /// Wakes the KPI refresher after a poll.
+    pub refresh: Notify,
+    tasks: Mutex<HashMap<String, Task>>,
+    pub shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config_path", &self.config_path)
+            .finish()
+    }
+}
+
+impl App {
+    /// Load the config, the hash key and the store. Nothing is polled yet.
+    pub fn open(config_path: &Path) -> Result<Arc<App>, StartError> {
+        let cfg = config::load(config_path)?;
+        let hasher = SecretHasher::load_or_create(&cfg.state.hash_key_path())?;
+        let store = Store::open(&cfg.state.path, &hasher.key_id())?;
+        let registry = Registry::new();
+        let health = Health::new(&registry);
+        let view = Arc::new(RwLock::new(KpiView::default()));
+        registry
+            .register(Box::new(KpiCollector::new(view.clone())))
+            .expect("KPI collector registers once");
+        health.reload_ok.set(1.0);
+        health.reload_ts.set(unix_now() as f64);
+        let app = Arc::new(App {
+            config_path: config_path.to_path_buf(),
+            config: RwLock::new(Arc::new(cfg)),
+            store: Arc::new(store),
+            hasher: Arc::new(hasher),
+            registry,
+            health,
+            view,
+            statuses: RwLock::new(BTreeMap::new()),
+            rendered: RwLock::new(Bytes::new()),
+            refresh: Notify::new(),
+            tasks: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+        });
+        app.sync_sources()?;
+        Ok(app)
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn statuses(&self) -> BTreeMap<String, SourceStatus> {
+        self.statuses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Ready once every enabled source has been polled once.
+    pub fn ready(&self) -> bool {
+        self.statuses()
+            .values()
+            .filter(|s| s.enabled)
+            .all(|s| s.polled)
+    }
+
+    /// The latest rendered exposition (what `/metrics` serves).
+    pub fn exposition(&self) -> Bytes {
+        self.rendered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Make statuses and health series match the configured sources.
+    fn sync_sources(&self) -> Result<(), StoreError> {
+        let cfg = self.config();
+        let persisted = self.store.last_successes()?;
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        let wanted: BTreeMap<&str, &SourceConfig> =
+            cfg.sources.iter().map(|s| (s.name.as_str(), s)).collect();
+        statuses.retain(|name, st| {
+            let keep = wanted
+                .get(name.as_str())
+                .is_some_and(|s| s.type_name() == st.source_type && s.enabled);
+            if !keep {
+                self.health.remove_source(name, &st.source_type);
+            }
+            keep
+        });
+        for s in cfg.sources.iter().filter(|s| s.enabled) {
+            statuses.entry(s.name.clone()).or_insert_with(|| {
+                let last = persisted.get(&s.name).copied();
+                self.health.add_source(&s.name, s.type_name(), last);
+                SourceStatus {
+                    source_type: s.type_name().to_string(),
+                    enabled: true,
+                    last_success: last,
+                    ..Default::default()
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Record a poll's outcome in the health metrics and statuses.
+    pub fn record_poll(&self, cfg: &SourceConfig, out: &PollOutcome) {
+        let kind = cfg.type_name();
+        let labels = [cfg.name.as_str(), kind];
+        self.health
+            .poll_duration
+            .with_label_values(&labels)
+            .observe(out.duration.as_secs_f64());
+        for e in &out.errors {
+            self.health
+                .errors
+                .with_label_values(&[cfg.name.as_str(), kind, e.reason.as_str()])
+                .inc();
+        }
+        self.health
+            .up
+            .with_label_values(&labels)
+            .set(if out.ok() { 1.0 } else { 0.0 });
+        if let Some(t) = out.applied_at {
+            self.health
+                .last_success
+                .with_label_values(&labels)
+                .set(t as f64);
+        }
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(st) = statuses.get_mut(&cfg.name) {
+            st.polled = true;
+            st.up = out.ok();
+            if out.applied_at.is_some() {
+                st.last_success = out.applied_at;
+            }
+            st.last_error = out.errors.first().map(|e| e.to_string());
+        }
+    }
+
+    /// Recompute the KPI snapshot from the store and record its history.
+    /// Runs on a blocking thread; never at scrape time.
+    pub fn recompute(&self, now: i64) -> Result<(), StoreError> {
+        let cfg = self.config();
+        let reader = self.store.reader()?;
+        let snap = kpi::compute(&reader, &cfg.policy, now)?;
+        {
+            let writer = self.store.writer();
+            kpi::record_history(&writer, &snap, &cfg.policy)?;
+        }
+        self.set_snapshot(snap);
+        Ok(())
+    }
+
+    fn set_snapshot(&self, snap: Snapshot) {
+        let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
+        v.snapshot = Arc::new(snap);
+    }
+
+    /// Rebuild the exposition: staleness, history age and health included.
+    pub fn render(&self) {
+        let now = unix_now();
+        let cfg = self.config();
+        let statuses = self.statuses();
+        {
+            let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
+            v.now = now;
+            v.sources = cfg
+                .sources
+                .iter()
+                .filter(|s| s.enabled)
+                .map(|s| (s.name.clone(), s.type_name().to_string()))
+                .collect();
+            v.stale = cfg
+                .sources
+                .iter()
+                .filter(|s| s.enabled)
+                .filter(|s| {
+                    let last = statuses.get(&s.name).and_then(|st| st.last_success);
+                    match last {
+                        None => true,
+                        Some(t) => now - t > s.stale_after(&cfg.policy).as_secs() as i64,
+                    }
+                })
+                .map(|s| s.name.clone())
+                .collect::<BTreeSet<_>>();
+        }
+        let families = self.registry.gather();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+            return;
+        }
+        *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Bytes::from(buf);
+    }
+
+    /// Start (or restart after a reload) the task of every enabled source
+    /// whose configuration changed; stop the removed ones.
+    pub fn start_sources(self: &Arc<Self>) {
+        let cfg = self.config();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted: HashMap<&str, &SourceConfig> = cfg
+            .sources
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        tasks.retain(|name, t| {
+            let keep = wanted.get(name.as_str()).is_some_and(|c| **c == t.cfg);
+            if !keep {
+                t.cancel.cancel();
+                tracing::info!(source = %name, "source stopped");
+            }
+            keep
+        });
+        for (name, c) in wanted {
+            if tasks.contains_key(name) {
+                continue;
+            }
+            let cancel = self.shutdown.child_token();
+            let handle = tokio::spawn(runner::run(self.clone(), c.clone(), cancel.clone()));
+            tasks.insert(
+                name.to_string(),
+                Task {
+                    cfg: c.clone(),
+                    cancel,
+                    handle,
+                },
+            );
+        }
+    }
+
+    /// Reload the configuration file: build and validate the new config,
+    /// then swap. An invalid file keeps the old config running.
+    pub fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
+        let new = match config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.health.reload_ok.set(0.0);
+                tracing::error!(error = %e, "configuration reload failed; keeping the previous configuration");
+                self.render();
+                return Err(e);
+            }
+        };
+        let old = self.config();
+        let mut new = new;
+        if new.state != old.state {
+            tracing::warn!(
+                "state.path and state.hash_key_file changes need a restart; keeping the open store"
+            );
+            new.state = old.state.clone();
+        }
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        if let Err(e) = self.sync_sources() {
+            tracing::error!(error = %e, "cannot read source state from the store");
+        }
+        self.start_sources();
+        self.health.reload_ok.set(1.0);
+        self.health.reload_ts.set(unix_now() as f64);
+        tracing::info!("configuration reloaded");
+        self.refresh.notify_one();
+        self.render();
+        Ok(())
+    }
+
+    /// Keep the snapshot fresh: recompute after polls, re-render on a tick
+    /// (staleness and history age move with the clock).
+    pub async fn run_refresher(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.refresh.notified() => {
+                    let app = self.clone();
+                    let res = tokio::task::spawn_blocking(move || app.recompute(unix_now())).await;
+                    match res {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::error!(error = %e, "KPI computation failed; serving the previous snapshot"),
+                        Err(e) => tracing::error!(error = %e, "KPI computation panicked"),
+                    }
+                    self.render();
+                }
+                _ = tick.tick() => self.render(),
+            }
+        }
+    }
+
+    /// Stop polling and wait (bounded) for in-flight transactions to end.
+    pub async fn stop(&self, grace: Duration) {
+        self.shutdown.cancel();
+        let handles: Vec<JoinHandle<()>> = {
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            tasks.drain().map(|(_, t)| t.handle).collect()
+        };
+        let wait = async {
+            for h in handles {
+                let _ = h.await;
+            }
+        };
+        if tokio::time::timeout(grace, wait).await.is_err() {
+            tracing::warn!("some polls did not stop in time; their transactions roll back");
+        }
+    }
+}

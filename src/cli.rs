@@ -1,0 +1,59 @@
+//! Command line, following the Prometheus exporter conventions.
+
+use crate::logging;
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default listen port: 10073. The classic 9100-9999 exporter range of the
+/// Prometheus default port allocations is fully allocated; 10073 is not
+/// listed there.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:10073";
+
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision: ",
+    env!("NHI_EXPORTER_REVISION_OR_UNKNOWN"),
+    ")"
+);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nhi-exporter",
+    version = LONG_VERSION,
+    about = "Prometheus exporter of outcome KPIs for non-human identity (NHI) security."
+)]
+pub struct Cli {
+    /// Configuration file (YAML).
+    #[arg(
+        long = "config.file",
+        default_value = "nhi-exporter.yaml",
+        value_name = "PATH"
+    )]
+    pub config_file: PathBuf,
+    /// Validate the configuration without contacting anything; print OK or every error; exit 0 or 1.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+    /// Poll every enabled source once, apply to the store, print the exposition and exit (1 when a source failed).
+    #[arg(long = "once")]
+    pub once: bool,
+    /// Address to listen on for the web interface and telemetry.
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "HOST:PORT")]
+    pub listen_address: SocketAddr,
+    /// Path under which to expose metrics.
+    #[arg(
+        long = "web.telemetry-path",
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
+    pub telemetry_path: String,
+    /// Web configuration file (exporter-toolkit format) enabling TLS and/or basic auth.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_enum, default_value = "info")]
+    pub log_level: logging::Level,
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    pub log_format: logging::Format,
+}

@@ -1,0 +1,208 @@
+//! Configuration: raw YAML types (strict: unknown keys are errors), `${VAR}`
+//! expansion, defaults, then validation into the domain types the rest of
+//! the exporter uses. Every problem is reported with its key path, and all
+//! problems are collected, not just the first.
+
+mod duration;
+mod raw;
+
+pub use duration::{format_duration, parse_duration, parse_size, Dur};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One configuration problem, with the key path it concerns
+/// (`sources[1].interval`) and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} error(s) in {}:",
+            self.issues.len(),
+            self.file.display()
+        )?;
+        for i in &self.issues {
+            write!(f, "\n  {i}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub state: StateConfig,
+    pub policy: Policy,
+    pub labels: LabelsConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// SQLite store file.
+    pub path: PathBuf,
+    /// HMAC key file; `None` means "beside the store".
+    pub hash_key_file: Option<PathBuf>,
+}
+
+impl StateConfig {
+    /// Where the HMAC key lives: the configured file, else `hmac.key` beside the store.
+    pub fn hash_key_path(&self) -> PathBuf {
+        match &self.hash_key_file {
+            Some(p) => p.clone(),
+            None => {
+                let dir = self.path.parent().unwrap_or_else(|| Path::new("."));
+                let stem = self
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "state.db".into());
+                dir.join(format!("{stem}.hmac.key"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub max_credential_age: Duration,
+    pub unused_after: Duration,
+    /// `None`: 3 x each source's interval.
+    pub stale_after: Option<Duration>,
+    pub team_tag: String,
+    pub windows: Vec<Window>,
+    pub max_secret_types: usize,
+    pub privileged: Privileged,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Privileged {
+    pub aws_policies: Vec<String>,
+    pub vault_policies: Vec<String>,
+}
+
+/// A KPI window, with the label value it is exported under (`7d`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub duration: Duration,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelsConfig {
+    pub team_enabled: bool,
+    pub team_max_values: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub enabled: bool,
+    pub kind: SourceKind,
+}
+
+impl SourceConfig {
+    /// The `source_type` label value.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+
+    /// How long without a successful poll before this source's data is
+    /// dropped from `/metrics`.
+    pub fn stale_after(&self, policy: &Policy) -> Duration {
+        policy.stale_after.unwrap_or(self.interval * 3)
+    }
+}
+
+/// Type-specific settings; one variant per source `type`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    Gitleaks(GitleaksConfig),
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::Gitleaks(_) => "gitleaks",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitleaksConfig {
+    /// Glob patterns of report files (JSON or SARIF), made absolute.
+    pub paths: Vec<String>,
+    /// Reports larger than this are rejected (counted `io` error) rather
+    /// than read into memory.
+    pub max_file_size: u64,
+}
+
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Read, expand, parse and validate a configuration file. Relative paths
+/// in it are resolved against the file's directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        issues: vec![ConfigIssue {
+            path: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        }],
+    })?;
+    let text = String::from_utf8(text).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        issues: vec![ConfigIssue {
+            path: String::new(),
+            message: format!("the configuration file is not UTF-8: {e}"),
+        }],
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    parse(&text, base, &|k| std::env::var(k).ok()).map_err(|issues| ConfigError {
+        file: path.to_path_buf(),
+        issues,
+    })
+}
+
+/// Parse configuration text. `env` looks up variables for `${VAR}`.
+pub fn parse(
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigIssue>> {
+    raw::parse(text, base_dir, env)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let m: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |k| m.get(k).cloned()
+}
+
+fn ok(yaml: &str) -> Config {
+    parse(yaml, Path::new("/etc/nhi"), &env_of(&[("SCANS", "/scans")]))
+        .unwrap_or_else(|e| panic!("unexpected errors: {e:?}"))
+}
+
+fn errs(yaml: &str) -> Vec<String> {
+    parse(yaml, Path::new("/etc/nhi"), &env_of(&[]))
+        .expect_err("config should be rejected")
+        .iter()
+        .map(|i| i.to_string())
+        .collect()
+}
+
+#[test]
+fn defaults_apply() {
+    let c = ok("sources: []");
+    assert_eq!(c.state.path, PathBuf::from("/etc/nhi/nhi-exporter.db"));
+    assert_eq!(
+        c.state.hash_key_path(),
+        PathBuf::from("/etc/nhi/nhi-exporter.db.hmac.key")
+    );
+    assert_eq!(
+        c.policy.max_credential_age,
+        Duration::from_secs(90 * 86_400)
+    );
+    assert_eq!(c.policy.unused_after, Duration::from_secs(90 * 86_400));
+    assert_eq!(c.policy.stale_after, None);
+    assert_eq!(c.policy.team_tag, "team");
+    let labels: Vec<_> = c.policy.windows.iter().map(|w| w.label.as_str()).collect();
+    assert_eq!(labels, ["7d", "30d", "90d"]);
+    assert_eq!(c.policy.max_secret_types, 100);
+    assert_eq!(c.policy.privileged.vault_policies, ["root"]);
+    assert_eq!(c.policy.privileged.aws_policies.len(), 3);
+    assert!(!c.labels.team_enabled);
+    assert_eq!(c.labels.team_max_values, 50);
+}
+
+#[test]
+fn empty_file_is_valid() {
+    let c = ok("");
+    assert!(c.sources.is_empty());
+}
+
+#[test]
+fn full_gitleaks_source() {
+    let c = ok(r#"
+state: {path: /var/lib/nhi/state.db, hash_key_file: keys/hmac.key}
+policy: {stale_after: 30m, windows: [1d, 7d], max_secret_types: 5}
+sources:
+  - name: ci-gitleaks
+    type: gitleaks
+    interval: 1m
+    timeout: 10s
+    paths: ["${SCANS}/*.json", "rel/*.sarif"]
+  - {name: off, type: gitleaks, enabled: false, paths: [x.json]}
+"#);
+    assert_eq!(
+        c.state.hash_key_path(),
+        PathBuf::from("/etc/nhi/keys/hmac.key")
+    );
+    assert_eq!(c.policy.stale_after, Some(Duration::from_secs(1800)));
+    assert_eq!(c.policy.windows[0].label, "1d");
+    let s = &c.sources[0];
+    assert_eq!(s.name, "ci-gitleaks");
+    assert_eq!(s.type_name(), "gitleaks");
+    assert_eq!(s.interval, Duration::from_secs(60));
+    assert_eq!(s.timeout, Duration::from_secs(10));
+    assert!(s.enabled);
+    let SourceKind::Gitleaks(g) = &s.kind;
+    assert_eq!(g.paths, ["/scans/*.json", "/etc/nhi/rel/*.sarif"]);
+    assert_eq!(g.max_file_size, DEFAULT_MAX_FILE_SIZE);
+    assert!(!c.sources[1].enabled);
+    assert_eq!(c.sources[1].interval, DEFAULT_INTERVAL);
+    assert_eq!(c.sources[1].timeout, DEFAULT_TIMEOUT);
+    assert_eq!(
+        c.sources[1].stale_after(&c.policy),
+        Duration::from_secs(1800)
+    );
+}
+
+#[test]
+fn stale_default_is_three_intervals() {
+    let c = ok("sources: [{name: a, type: gitleaks, interval: 2m, paths: [a]}]");
+    assert_eq!(
+        c.sources[0].stale_after(&c.policy),
+        Duration::from_secs(360)
+    );
+}
+
+// One invalid input per rule, each naming its key path.
+#[test]
+fn each_rule_names_its_key() {
+    let cases: &[(&str, &str)] = &[
+        ("bogus: 1", "bogus: unknown key"),
+        ("state: {paht: x}", "state: unknown key \"paht\""),
+        ("policy: {max_credential_age: 5x}", "policy.max_credential_age: invalid duration"),
+        ("policy: {unused_after: 0}", "policy.unused_after: must be greater than 0"),
+        ("policy: {stale_after: 0}", "policy.stale_after: must be greater than 0"),
+        ("policy: {team_tag: ''}", "policy.team_tag: must not be empty"),
+        ("policy: {windows: []}", "policy.windows: must list at least one window"),
+        ("policy: {windows: [7d, 168h]}", "policy.windows[1]: duplicate window 7d"),
+        ("policy: {windows: [10s]}", "policy.windows[0]: must be at least 1m"),
+        ("policy: {max_secret_types: 0}", "policy.max_secret_types: must be between 1 and 10000"),
+        ("policy: {privileged: {aws_policies: [Admin]}}", "policy.privileged.aws_policies[0]: \"Admin\" is not a policy ARN"),
+        ("policy: {privileged: {vault: [root]}}", "policy.privileged: unknown key \"vault\""),
+        ("labels: {team: {max_values: 0}}", "labels.team.max_values: must be between 1 and 1000"),
+        ("labels: {team: {enabled: maybe}}", "labels.team.enabled: invalid type"),
+        ("sources: {a: 1}", "sources: must be a list"),
+        ("sources: [{type: gitleaks, paths: [a]}]", "sources[0].name: is required"),
+        ("sources: [{name: Bad Name, type: gitleaks, paths: [a]}]", "sources[0].name: \"Bad Name\" is not a valid source name"),
+        ("sources: [{name: a, paths: [a]}]", "sources[0].type: is required"),
+        ("sources: [{name: a, type: nope}]", "sources[0].type: unknown source type \"nope\""),
+        ("sources: [{name: a, type: gitleaks, interval: 0, paths: [a]}]", "sources[0].interval: must be greater than 0"),
+        ("sources: [{name: a, type: gitleaks, interval: 500ms, paths: [a]}]", "sources[0].interval: must be at least 1s"),
+        ("sources: [{name: a, type: gitleaks, timeout: 0, paths: [a]}]", "sources[0].timeout: must be greater than 0"),
+        ("sources: [{name: a, type: gitleaks, paths: []}]", "sources[0].paths: must list at least one glob"),
+        ("sources: [{name: a, type: gitleaks, paths: ['[']}]", "sources[0].paths[0]: invalid glob"),
+        ("sources: [{name: a, type: gitleaks, paths: [a], max_file_size: 2TB}]", "sources[0].max_file_size: invalid size"),
+        ("sources: [{name: a, type: gitleaks, paths: [a], max_file_size: 0}]", "sources[0].max_file_size: must be greater than 0"),
+        ("sources: [{name: a, type: gitleaks, path: [a]}]", "sources[0]: unknown key \"path\""),
+        ("sources: [{name: a, type: gitleaks}]", "sources[0]: missing field \"paths\""),
+        ("sources: [{name: a, type: gitleaks, paths: [a]}, {name: a, type: gitleaks, paths: [b]}]", "sources[1].name: duplicate source name \"a\""),
+        ("sources: [{name: a, type: gitleaks, paths: ['${NOPE}/x']}]", "sources[0].paths[0]: environment variable NOPE is not set"),
+        ("sources: [{name: a, type: gitleaks, paths: ['${x']}]", "sources[0].paths[0]: unterminated ${...}"),
+        ("[1, 2]", "the configuration must be a mapping"),
+        ("a: [", "invalid YAML"),
+    ];
+    for (yaml, want) in cases {
+        let got = errs(yaml);
+        assert!(
+            got.iter().any(|g| g.starts_with(want)),
+            "config {yaml:?}: wanted an error starting with {want:?}, got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn all_errors_are_reported_together() {
+    let got = errs(
+        r#"
+bogus: 1
+policy: {windows: []}
+sources:
+  - {name: A, type: gitleaks, paths: [a]}
+  - {name: b, type: nope}
+"#,
+    );
+    assert_eq!(got.len(), 4, "{got:?}");
+}
+
+#[test]
+fn dollar_escapes() {
+    let e = env_of(&[("X", "1")]);
+    assert_eq!(raw::expand_str("a$$b${X}c$d", &e).unwrap(), "a$b1c$d");
+}

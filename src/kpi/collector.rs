@@ -1,0 +1,317 @@
+//! A prometheus [`Collector`] over the latest [`Snapshot`]: it only reads
+//! memory, so rendering never touches the store or an upstream.
+
+use super::Snapshot;
+use crate::sources::{Resolution, Validity};
+use crate::store::TIME_BUCKETS;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+
+const NOTE: &str = " Values come from the latest poll, not the scrape.";
+
+/// The `confirmed_by` values of SPEC §3.
+pub const CONFIRMED_BY: [&str; 6] = [
+    "aws",
+    "gcp",
+    "azure",
+    "vault",
+    "kubernetes",
+    "validity_check",
+];
+
+/// What the collector renders: the snapshot, plus which sources are
+/// configured (for zero-valued series) and which are stale (dropped).
+#[derive(Debug, Clone, Default)]
+pub struct KpiView {
+    pub snapshot: Arc<Snapshot>,
+    /// (name, source_type) of the configured, enabled sources.
+    pub sources: Vec<(String, String)>,
+    pub stale: BTreeSet<String>,
+    /// Wall clock for `nhi_store_history_seconds`.
+    pub now: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct KpiCollector {
+    view: Arc<RwLock<KpiView>>,
+    descs: Vec<Desc>,
+}
+
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+}
+
+const FAMILIES: &[Family] = &[
+    Family { name: "nhi_findings_open", help: "Open findings reported by each scanner.", kind: MetricType::GAUGE },
+    Family { name: "nhi_exposed_secrets", help: "Distinct open exposures across all scanners, deduplicated by secret.", kind: MetricType::GAUGE },
+    Family { name: "nhi_secrets_in_code_delta", help: "Open exposures now minus at the window's start; negative is better.", kind: MetricType::GAUGE },
+    Family { name: "nhi_residual_exposures", help: "Exposures whose findings are all closed but whose secret still works.", kind: MetricType::GAUGE },
+    Family { name: "nhi_exposure_oldest_open_age_seconds", help: "Age of the oldest open exposure.", kind: MetricType::GAUGE },
+    Family { name: "nhi_findings_detected_total", help: "Findings seen for the first time (activity).", kind: MetricType::COUNTER },
+    Family { name: "nhi_findings_closed_total", help: "Findings closed (activity).", kind: MetricType::COUNTER },
+    Family { name: "nhi_exposures_revoked_total", help: "Exposures confirmed unusable (outcome).", kind: MetricType::COUNTER },
+    Family { name: "nhi_time_to_revoke_seconds", help: "First detection to confirmed revocation, once per exposure.", kind: MetricType::HISTOGRAM },
+    Family { name: "nhi_time_to_close_seconds", help: "Detection to closure of a finding (the activity twin of time to revoke).", kind: MetricType::HISTOGRAM },
+    Family { name: "nhi_closure_ratio", help: "Findings closed in the window divided by findings open at its start plus detected in it.", kind: MetricType::GAUGE },
+    Family { name: "nhi_exposure_reduction_ratio", help: "Exposures confirmed revoked in the window divided by exposures open at its start plus opened in it.", kind: MetricType::GAUGE },
+    Family { name: "nhi_time_to_revoke_median_seconds", help: "Exact median time to revoke of the exposures revoked in the window.", kind: MetricType::GAUGE },
+    Family { name: "nhi_posture_score", help: "Posture score 0..1 per dimension (exposure, privilege, hygiene, governance, overall).", kind: MetricType::GAUGE },
+    Family { name: "nhi_posture_score_change", help: "Posture score now minus at the window's start.", kind: MetricType::GAUGE },
+    Family { name: "nhi_store_history_seconds", help: "Time since the store's first successful poll; windows longer than this are computed over the history there is.", kind: MetricType::GAUGE },
+];
+
+fn help_of(name: &str) -> String {
+    let f = FAMILIES
+        .iter()
+        .find(|f| f.name == name)
+        .map(|f| f.help)
+        .unwrap_or("");
+    format!("{f}{NOTE}")
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name(k.to_string());
+            l.set_value(v.to_string());
+            l
+        })
+        .collect()
+}
+
+fn gauge(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
+    let mut g = proto::Gauge::default();
+    g.set_value(v);
+    let mut m = proto::Metric::default();
+    m.set_label(labels(pairs));
+    m.set_gauge(g);
+    m
+}
+
+fn counter(pairs: &[(&str, &str)], v: f64) -> proto::Metric {
+    let mut c = proto::Counter::default();
+    c.set_value(v);
+    let mut m = proto::Metric::default();
+    m.set_label(labels(pairs));
+    m.set_counter(c);
+    m
+}
+
+fn histogram(pairs: &[(&str, &str)], buckets: &[u64], sum: f64, count: u64) -> proto::Metric {
+    let mut h = proto::Histogram::default();
+    let mut cum = 0u64;
+    let mut out = Vec::with_capacity(TIME_BUCKETS.len());
+    for (i, bound) in TIME_BUCKETS.iter().enumerate() {
+        cum += buckets.get(i).copied().unwrap_or(0);
+        let mut b = proto::Bucket::default();
+        b.set_upper_bound(*bound);
+        b.set_cumulative_count(cum);
+        out.push(b);
+    }
+    h.set_bucket(out);
+    h.set_sample_sum(sum);
+    h.set_sample_count(count);
+    let mut m = proto::Metric::default();
+    m.set_label(labels(pairs));
+    m.set_histogram(h);
+    m
+}
+
+impl KpiCollector {
+    pub fn new(view: Arc<RwLock<KpiView>>) -> Self {
+        let descs = FAMILIES
+            .iter()
+            .filter_map(|f| {
+                Desc::new(f.name.into(), help_of(f.name), vec![], Default::default()).ok()
+            })
+            .collect();
+        Self { view, descs }
+    }
+
+    pub fn families(view: &KpiView) -> Vec<MetricFamily> {
+        let s = &view.snapshot;
+        let live: BTreeSet<&str> = view
+            .sources
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !view.stale.contains(*n))
+            .collect();
+        let mut fams: BTreeMap<&'static str, Vec<proto::Metric>> = BTreeMap::new();
+        let mut push = |name: &'static str, m: proto::Metric| fams.entry(name).or_default().push(m);
+
+        for ((source, t, v), n) in &s.findings_open {
+            if live.contains(source.as_str()) {
+                push(
+                    "nhi_findings_open",
+                    gauge(
+                        &[("source", source), ("secret_type", t), ("validity", v)],
+                        *n as f64,
+                    ),
+                );
+            }
+        }
+        for v in Validity::ALL {
+            let n = s.exposed_secrets.get(v.as_str()).copied().unwrap_or(0);
+            push(
+                "nhi_exposed_secrets",
+                gauge(&[("validity", v.as_str())], n as f64),
+            );
+        }
+        for (v, age) in &s.oldest_open_age {
+            push(
+                "nhi_exposure_oldest_open_age_seconds",
+                gauge(&[("validity", v)], *age),
+            );
+        }
+        push(
+            "nhi_residual_exposures",
+            gauge(&[], s.residual_exposures as f64),
+        );
+
+        // Counters: stored values, plus zeros for the label sets a dashboard
+        // needs from the start (configured sources x resolutions, confirmed_by).
+        let mut counters: BTreeMap<(String, Vec<(String, String)>), f64> = BTreeMap::new();
+        for (name, l, v) in &s.counters {
+            counters.insert((name.clone(), l.clone()), *v);
+        }
+        for (src, _) in &view.sources {
+            for r in Resolution::ALL {
+                let key = (
+                    "nhi_findings_closed_total".to_string(),
+                    vec![
+                        ("resolution".into(), r.as_str().into()),
+                        ("source".into(), src.clone()),
+                    ],
+                );
+                counters.entry(key).or_insert(0.0);
+            }
+        }
+        for c in CONFIRMED_BY {
+            counters
+                .entry((
+                    "nhi_exposures_revoked_total".into(),
+                    vec![("confirmed_by".into(), c.into())],
+                ))
+                .or_insert(0.0);
+        }
+        for ((name, l), v) in &counters {
+            let fam = match name.as_str() {
+                "nhi_findings_detected_total" => "nhi_findings_detected_total",
+                "nhi_findings_closed_total" => "nhi_findings_closed_total",
+                "nhi_exposures_revoked_total" => "nhi_exposures_revoked_total",
+                _ => continue,
+            };
+            // Per-source series of stale or removed sources are dropped.
+            if let Some((_, src)) = l.iter().find(|(k, _)| k == "source") {
+                if !live.contains(src.as_str()) {
+                    continue;
+                }
+            }
+            let pairs: Vec<(&str, &str)> =
+                l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            push(fam, counter(&pairs, *v));
+        }
+
+        let mut hists: BTreeMap<(String, Vec<(String, String)>), (Vec<u64>, f64, u64)> =
+            BTreeMap::new();
+        for (name, l, h) in &s.histograms {
+            hists.insert(
+                (name.clone(), l.clone()),
+                (h.buckets.clone(), h.sum, h.count),
+            );
+        }
+        let zero = || (vec![0; TIME_BUCKETS.len()], 0.0, 0);
+        for c in CONFIRMED_BY {
+            hists
+                .entry((
+                    "nhi_time_to_revoke_seconds".into(),
+                    vec![("confirmed_by".into(), c.into())],
+                ))
+                .or_insert_with(zero);
+        }
+        for (src, _) in &view.sources {
+            hists
+                .entry((
+                    "nhi_time_to_close_seconds".into(),
+                    vec![("source".into(), src.clone())],
+                ))
+                .or_insert_with(zero);
+        }
+        for ((name, l), (b, sum, count)) in &hists {
+            let fam = match name.as_str() {
+                "nhi_time_to_revoke_seconds" => "nhi_time_to_revoke_seconds",
+                "nhi_time_to_close_seconds" => "nhi_time_to_close_seconds",
+                _ => continue,
+            };
+            if let Some((_, src)) = l.iter().find(|(k, _)| k == "source") {
+                if !live.contains(src.as_str()) {
+                    continue;
+                }
+            }
+            let pairs: Vec<(&str, &str)> =
+                l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            push(fam, histogram(&pairs, b, *sum, *count));
+        }
+
+        for w in &s.windows {
+            let win = [("window", w.label.as_str())];
+            push(
+                "nhi_secrets_in_code_delta",
+                gauge(&win, w.secrets_in_code_delta),
+            );
+            if let Some(r) = w.closure_ratio {
+                push("nhi_closure_ratio", gauge(&win, r));
+            }
+            if let Some(r) = w.exposure_reduction_ratio {
+                push("nhi_exposure_reduction_ratio", gauge(&win, r));
+            }
+            if let Some(m) = w.time_to_revoke_median {
+                push("nhi_time_to_revoke_median_seconds", gauge(&win, m));
+            }
+            for (dim, d) in &w.posture_change {
+                push(
+                    "nhi_posture_score_change",
+                    gauge(&[("dimension", dim), ("window", &w.label)], *d),
+                );
+            }
+        }
+        for (dim, v) in &s.posture {
+            push("nhi_posture_score", gauge(&[("dimension", dim)], *v));
+        }
+        let history = s
+            .first_success
+            .map(|f| (view.now - f).max(0) as f64)
+            .unwrap_or(0.0);
+        push("nhi_store_history_seconds", gauge(&[], history));
+
+        let mut out = Vec::new();
+        for f in FAMILIES {
+            if let Some(metrics) = fams.remove(f.name) {
+                let mut mf = MetricFamily::default();
+                mf.set_name(f.name.to_string());
+                mf.set_help(help_of(f.name));
+                mf.set_field_type(f.kind);
+                mf.set_metric(metrics);
+                out.push(mf);
+            }
+        }
+        out
+    }
+}
+
+impl Collector for KpiCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let view = self.view.read().unwrap_or_else(|p| p.into_inner());
+        Self::families(&view)
+    }
+}

@@ -1,0 +1,311 @@
+//! Outcome KPIs derived from the store. [`compute`] runs after each applied
+//! poll (never at scrape time) and produces a [`Snapshot`]; the
+//! [`collector::KpiCollector`] renders the latest snapshot.
+
+pub mod collector;
+pub mod windows;
+
+use crate::config::Policy;
+use crate::sources::Validity;
+use crate::store::{decode_labels, StoreError, TIME_BUCKETS};
+use rusqlite::{params, Connection};
+use std::collections::BTreeMap;
+
+pub type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramValue {
+    /// Non-cumulative counts per bucket of [`TIME_BUCKETS`].
+    pub buckets: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowKpis {
+    pub label: String,
+    /// Start of the window actually used: `now - window`, or the store's
+    /// first successful poll when the history is shorter.
+    pub start: i64,
+    pub secrets_in_code_delta: f64,
+    pub closure_ratio: Option<f64>,
+    pub exposure_reduction_ratio: Option<f64>,
+    pub time_to_revoke_median: Option<f64>,
+    pub posture_change: Vec<(String, f64)>,
+}
+
+/// Everything `/metrics` shows about the domain, as of the latest poll.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub computed_at: i64,
+    /// (source, secret_type label, validity) → open findings.
+    pub findings_open: BTreeMap<(String, String, String), u64>,
+    /// validity → distinct open exposures.
+    pub exposed_secrets: BTreeMap<String, u64>,
+    pub residual_exposures: u64,
+    /// validity → age in seconds of the oldest open exposure.
+    pub oldest_open_age: BTreeMap<String, f64>,
+    pub counters: Vec<(String, Labels, f64)>,
+    pub histograms: Vec<(String, Labels, HistogramValue)>,
+    pub windows: Vec<WindowKpis>,
+    /// dimension → score; only dimensions with data (plus `exposure`).
+    pub posture: BTreeMap<String, f64>,
+    /// The store's first successful poll.
+    pub first_success: Option<i64>,
+}
+
+impl Snapshot {
+    pub fn exposed_total(&self) -> u64 {
+        self.exposed_secrets.values().sum()
+    }
+}
+
+const NINETY_DAYS: i64 = 90 * 86_400;
+
+/// Map the stored normalised secret type to its label value.
+fn type_labels(conn: &Connection, max: usize) -> Result<BTreeMap<String, String>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name, rank FROM secret_types")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let (name, rank) = r?;
+        let label = if rank as usize <= max {
+            name.clone()
+        } else {
+            "other".into()
+        };
+        out.insert(name, label);
+    }
+    Ok(out)
+}
+
+/// Derive every KPI from the store as of `now` (unix seconds).
+pub fn compute(conn: &Connection, policy: &Policy, now: i64) -> Result<Snapshot, StoreError> {
+    let mut s = Snapshot {
+        computed_at: now,
+        ..Default::default()
+    };
+    s.first_success = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'first_success'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+        .and_then(|v| v.parse().ok());
+
+    let types = type_labels(conn, policy.max_secret_types)?;
+    {
+        let mut stmt = conn.prepare(
+            "SELECT source, secret_type, validity, COUNT(*) FROM findings WHERE open = 1
+             GROUP BY source, secret_type, validity",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let t: String = r.get(1)?;
+            let label = types.get(&t).cloned().unwrap_or_else(|| "other".into());
+            *s.findings_open
+                .entry((r.get(0)?, label, r.get(2)?))
+                .or_default() += r.get::<_, i64>(3)? as u64;
+        }
+    }
+    for v in Validity::ALL {
+        s.exposed_secrets.insert(v.as_str().into(), 0);
+    }
+    {
+        let mut stmt = conn.prepare(
+            "SELECT validity, COUNT(*), MIN(first_detected_at) FROM exposures WHERE open_findings > 0 GROUP BY validity",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let v: String = r.get(0)?;
+            s.exposed_secrets
+                .insert(v.clone(), r.get::<_, i64>(1)? as u64);
+            let first: i64 = r.get(2)?;
+            s.oldest_open_age.insert(v, (now - first).max(0) as f64);
+        }
+    }
+    s.residual_exposures = conn.query_row(
+        "SELECT COUNT(*) FROM exposures WHERE residual = 1",
+        [],
+        |r| r.get::<_, i64>(0),
+    )? as u64;
+
+    {
+        let mut stmt =
+            conn.prepare("SELECT name, labels, value FROM counters ORDER BY name, labels")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let labels: String = r.get(1)?;
+            s.counters
+                .push((r.get(0)?, decode_labels(&labels), r.get(2)?));
+        }
+    }
+    {
+        let mut stmt = conn.prepare(
+            "SELECT name, labels, buckets, sum, count FROM histograms ORDER BY name, labels",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let labels: String = r.get(1)?;
+            let b: String = r.get(2)?;
+            let buckets: Vec<u64> = serde_json::from_str(&b)
+                .map_err(|e| StoreError::Data(format!("histogram buckets: {e}")))?;
+            if buckets.len() != TIME_BUCKETS.len() {
+                return Err(StoreError::Data("histogram bucket count changed".into()));
+            }
+            s.histograms.push((
+                r.get(0)?,
+                decode_labels(&labels),
+                HistogramValue {
+                    buckets,
+                    sum: r.get(3)?,
+                    count: r.get::<_, i64>(4)? as u64,
+                },
+            ));
+        }
+    }
+
+    // Posture. exposure = 1 - open (live or unknown) / exposures seen in the
+    // last 90 days; 1 when there were none.
+    let live_or_unknown = s.exposed_secrets.get("live").copied().unwrap_or(0)
+        + s.exposed_secrets.get("unknown").copied().unwrap_or(0);
+    let since = now - NINETY_DAYS;
+    let seen: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM exposures WHERE open_findings > 0 OR first_detected_at >= ?1
+            OR closed_at >= ?1 OR revoked_at >= ?1",
+        [since],
+        |r| r.get(0),
+    )?;
+    let exposure = if seen == 0 {
+        1.0
+    } else {
+        (1.0 - live_or_unknown as f64 / seen as f64).clamp(0.0, 1.0)
+    };
+    s.posture.insert("exposure".into(), exposure);
+    let dims: Vec<f64> = s.posture.values().copied().collect();
+    s.posture.insert(
+        "overall".into(),
+        dims.iter().sum::<f64>() / dims.len() as f64,
+    );
+
+    let history_start = s.first_success.unwrap_or(now);
+    for w in &policy.windows {
+        let start = (now - w.duration.as_secs() as i64)
+            .max(history_start)
+            .min(now);
+        s.windows.push(window_kpis(conn, &s, &w.label, start, now)?);
+    }
+    Ok(s)
+}
+
+fn count(conn: &Connection, sql: &str, start: i64, now: i64) -> Result<i64, StoreError> {
+    Ok(conn.query_row(sql, params![start, now], |r| r.get(0))?)
+}
+
+fn window_kpis(
+    conn: &Connection,
+    s: &Snapshot,
+    label: &str,
+    start: i64,
+    now: i64,
+) -> Result<WindowKpis, StoreError> {
+    // Findings: closed in the window / (open at its start + detected in it).
+    let closed_in = count(
+        conn,
+        "SELECT COUNT(*) FROM findings WHERE closed_at >= ?1 AND closed_at <= ?2",
+        start,
+        now,
+    )?;
+    let detected_in = count(
+        conn,
+        "SELECT COUNT(*) FROM findings WHERE detected_at >= ?1 AND detected_at <= ?2",
+        start,
+        now,
+    )?;
+    let open_at_start = count(
+        conn,
+        "SELECT COUNT(*) FROM findings WHERE detected_at < ?1 AND (open = 1 OR closed_at >= ?1) AND ?2 >= ?1",
+        start,
+        now,
+    )?;
+    let closure_ratio = windows::ratio(closed_in, open_at_start + detected_in);
+
+    // Exposures: confirmed revoked in the window / (open at its start + opened in it).
+    let revoked_in = count(
+        conn,
+        "SELECT COUNT(*) FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
+        start,
+        now,
+    )?;
+    let opened_in = count(
+        conn,
+        "SELECT COUNT(*) FROM exposures WHERE first_detected_at >= ?1 AND first_detected_at <= ?2",
+        start,
+        now,
+    )?;
+    let exp_open_at_start = count(
+        conn,
+        "SELECT COUNT(*) FROM exposures WHERE first_detected_at < ?1
+            AND (closed_at IS NULL OR closed_at >= ?1)
+            AND (revoked_at IS NULL OR revoked_at >= ?1) AND ?2 >= ?1",
+        start,
+        now,
+    )?;
+    let exposure_reduction_ratio = windows::ratio(revoked_in, exp_open_at_start + opened_in);
+
+    let mut ttr: Vec<i64> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT revoked_at - first_detected_at FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
+        )?;
+        let rows = stmt.query_map(params![start, now], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let time_to_revoke_median = windows::median(&mut ttr);
+
+    let past_exposed = windows::history_at(conn, "exposed_secrets", start)?;
+    let secrets_in_code_delta = match past_exposed {
+        Some(v) => s.exposed_total() as f64 - v,
+        None => 0.0,
+    };
+    let mut posture_change = Vec::new();
+    for (dim, now_v) in &s.posture {
+        if let Some(then) = windows::history_at(conn, &format!("posture:{dim}"), start)? {
+            posture_change.push((dim.clone(), now_v - then));
+        } else {
+            posture_change.push((dim.clone(), 0.0));
+        }
+    }
+    Ok(WindowKpis {
+        label: label.to_string(),
+        start,
+        secrets_in_code_delta,
+        closure_ratio,
+        exposure_reduction_ratio,
+        time_to_revoke_median,
+        posture_change,
+    })
+}
+
+/// Record the aggregate series the windows look back on (one row per
+/// change), and prune what no window can reach any more.
+pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Result<(), StoreError> {
+    let mut series: Vec<(String, f64)> = vec![("exposed_secrets".into(), s.exposed_total() as f64)];
+    for (dim, v) in &s.posture {
+        series.push((format!("posture:{dim}"), *v));
+    }
+    let longest = policy
+        .windows
+        .iter()
+        .map(|w| w.duration.as_secs() as i64)
+        .max()
+        .unwrap_or(NINETY_DAYS);
+    let cutoff = s.computed_at - longest - 86_400;
+    for (name, v) in series {
+        windows::record_point(conn, &name, s.computed_at, v, cutoff)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,18 @@
+//! nhi-exporter: outcome KPIs of non-human identity security for Prometheus.
+//!
+//! Layout: [`config`] (strict YAML, validation), [`sources`] (one module per
+//! source type, plus the runner), [`store`] (SQLite lifecycle), [`kpi`]
+//! (snapshot and collector), [`server`] (HTTP), [`app`] (shared state).
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod hashing;
+pub mod health;
+pub mod kpi;
+pub mod logging;
+pub mod server;
+pub mod sources;
+pub mod store;
+pub mod webconfig;

@@ -1,0 +1,48 @@
+//! nhi-exporter binary: parse the command line and hand over to the library.
+
+use clap::Parser;
+use nhi_exporter::cli::Cli;
+use nhi_exporter::{daemon, logging};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.config_check {
+        return if daemon::check_config(&cli) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    logging::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<bool> = runtime.block_on(async {
+        if cli.once {
+            Ok(daemon::run_once(&cli).await?)
+        } else {
+            daemon::run_daemon(&cli).await?;
+            Ok(true)
+        }
+    });
+    // Do not wait for a poll still parsing a file: its transaction is
+    // rolled back by SQLite when the process exits.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            tracing::error!(error = %e, "fatal");
+            eprintln!("nhi-exporter: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

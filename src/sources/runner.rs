@@ -1,0 +1,234 @@
+//! One task per source: poll on its interval (±10% jitter), bound each poll
+//! by the source's timeout, back off exponentially (bounded) after failures,
+//! and apply each successful poll to the store in one transaction. Health
+//! metrics are recorded here, for every source type alike.
+
+use super::{
+    ApplyMsg, ErrorReason, ObservationItem, ObservationSender, PollContext, Source, SourceError,
+};
+use crate::app::{unix_now, App};
+use crate::config::SourceConfig;
+use crate::store::{ApplyStats, PollApplier, Store};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The result of one poll.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    pub duration: Duration,
+    /// Set when the poll's result was committed to the store.
+    pub applied_at: Option<i64>,
+    /// The poll's failure and/or each rejected input.
+    pub errors: Vec<SourceError>,
+    pub stats: ApplyStats,
+}
+
+impl PollOutcome {
+    /// Up: applied, and every input was read.
+    pub fn ok(&self) -> bool {
+        self.applied_at.is_some() && self.errors.is_empty()
+    }
+}
+
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+/// ±10% jitter so that sources configured alike do not poll in lockstep.
+pub fn jittered(d: Duration) -> Duration {
+    let f: f64 = rand::thread_rng().gen_range(0.9..=1.1);
+    d.mul_f64(f)
+}
+
+/// Delay before the next attempt after `failures` consecutive failures:
+/// 5s, 10s, 20s, ... capped at the interval.
+pub fn backoff(failures: u32, interval: Duration) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    jittered(exp.min(interval))
+}
+
+pub async fn run(app: Arc<App>, cfg: SourceConfig, cancel: CancellationToken) {
+    let source = Source::from_config(&cfg);
+    tracing::info!(source = %cfg.name, source_type = cfg.type_name(), interval = ?cfg.interval, "source started");
+    let mut failures = 0u32;
+    loop {
+        let out = poll_once(&app, &cfg, &source, &cancel).await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        app.record_poll(&cfg, &out);
+        app.refresh.notify_one();
+        let delay = if out.applied_at.is_some() {
+            failures = 0;
+            jittered(cfg.interval)
+        } else {
+            failures += 1;
+            backoff(failures, cfg.interval)
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Poll once and apply the result. Never panics on upstream input; every
+/// failure is a counted, logged reason.
+pub async fn poll_once(
+    app: &App,
+    cfg: &SourceConfig,
+    source: &Source,
+    cancel: &CancellationToken,
+) -> PollOutcome {
+    let started = Instant::now();
+    let now = unix_now();
+    let mut out = PollOutcome::default();
+    let store = app.store.clone();
+    let name = cfg.name.clone();
+    let known = {
+        let store = store.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || store.target_fingerprints(&name)).await
+    };
+    let known = match known {
+        Ok(Ok(k)) => k,
+        Ok(Err(e)) => {
+            out.errors
+                .push(SourceError::new(ErrorReason::Io, format!("store: {e}")));
+            out.duration = started.elapsed();
+            log_outcome(cfg, &out);
+            return out;
+        }
+        Err(e) => {
+            out.errors.push(SourceError::new(
+                ErrorReason::Io,
+                format!("store task: {e}"),
+            ));
+            out.duration = started.elapsed();
+            return out;
+        }
+    };
+    let max_types = app.config().policy.max_secret_types;
+    let (tx, rx) = mpsc::channel::<ApplyMsg>(4);
+    let applier = {
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || apply_loop(&store, &name, now, max_types, rx))
+    };
+    let ctx = PollContext {
+        source: name.clone(),
+        hasher: app.hasher.clone(),
+        known_targets: known,
+        now,
+    };
+    let poll = source.poll(ctx, ObservationSender::new(tx.clone()));
+    let verdict = tokio::select! {
+        r = tokio::time::timeout(cfg.timeout, poll) => match r {
+            Ok(Ok(())) => ApplyMsg::Commit,
+            Ok(Err(e)) => { out.errors.push(e); ApplyMsg::Abort }
+            Err(_) => {
+                out.errors.push(SourceError::new(
+                    ErrorReason::Timeout,
+                    format!("poll did not finish within the timeout of {:?}", cfg.timeout),
+                ));
+                ApplyMsg::Abort
+            }
+        },
+        _ = cancel.cancelled() => ApplyMsg::Abort,
+    };
+    let commit = matches!(verdict, ApplyMsg::Commit);
+    // The applier may have stopped on a store error: then this send fails
+    // and its result tells why.
+    let _ = tx.send(verdict).await;
+    drop(tx);
+    match applier.await {
+        Ok(Ok(Some((stats, failed)))) if commit => {
+            out.applied_at = Some(now);
+            out.stats = stats;
+            out.errors.extend(failed);
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => out
+            .errors
+            .push(SourceError::new(ErrorReason::Io, format!("store: {e}"))),
+        Err(e) => out.errors.push(SourceError::new(
+            ErrorReason::Io,
+            format!("apply task: {e}"),
+        )),
+    }
+    out.duration = started.elapsed();
+    if !cancel.is_cancelled() {
+        log_outcome(cfg, &out);
+    }
+    out
+}
+
+type Applied = Option<(ApplyStats, Vec<SourceError>)>;
+
+fn apply_loop(
+    store: &Store,
+    source: &str,
+    now: i64,
+    max_types: usize,
+    mut rx: mpsc::Receiver<ApplyMsg>,
+) -> Result<Applied, crate::store::StoreError> {
+    let mut conn = store.writer();
+    let mut ap = PollApplier::begin(&mut conn, source, now, max_types)?;
+    let mut failed = Vec::new();
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            ApplyMsg::Item(ObservationItem::Target(scan)) => ap.target(&scan)?,
+            ApplyMsg::Item(ObservationItem::TargetFailed { target, error }) => {
+                tracing::warn!(source = %source, target = %target, reason = %error.reason, error = %error.message,
+                    "input rejected; its findings keep their previous state");
+                failed.push(error);
+            }
+            ApplyMsg::Commit => {
+                let stats = ap.commit()?;
+                return Ok(Some((stats, failed)));
+            }
+            ApplyMsg::Abort => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+fn log_outcome(cfg: &SourceConfig, out: &PollOutcome) {
+    if out.applied_at.is_some() {
+        let s = &out.stats;
+        tracing::info!(source = %cfg.name, duration_ms = out.duration.as_millis() as u64,
+            targets = s.targets, new = s.findings_new, closed = s.findings_closed,
+            reopened = s.findings_reopened, revoked = s.exposures_revoked,
+            rejected_inputs = out.errors.len(), "poll applied");
+    } else {
+        for e in &out.errors {
+            tracing::error!(source = %cfg.name, reason = %e.reason, error = %e.message,
+                "poll failed; nothing was changed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let i = Duration::from_secs(300);
+        let b1 = backoff(1, i);
+        assert!(b1 >= Duration::from_millis(4_500) && b1 <= Duration::from_millis(5_500));
+        let b3 = backoff(3, i);
+        assert!(b3 >= Duration::from_secs(18) && b3 <= Duration::from_secs(22));
+        for n in [10, 20, 1000, u32::MAX] {
+            assert!(backoff(n, i) <= Duration::from_secs(330));
+        }
+    }
+
+    #[test]
+    fn jitter_is_ten_percent() {
+        for _ in 0..1000 {
+            let j = jittered(Duration::from_secs(100));
+            assert!(j >= Duration::from_secs(90) && j <= Duration::from_secs(110));
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The embedded store: SQLite in WAL mode with versioned migrations. It
+//! keeps findings, exposures and their transitions, the persisted counters
+//! and histograms, and the history behind the windowed KPIs.
+
+mod apply;
+mod schema;
+
+pub use apply::{ApplyStats, PollApplier};
+pub use schema::SCHEMA_VERSION;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+/// Buckets (seconds) of `nhi_time_to_revoke_seconds` and `nhi_time_to_close_seconds`.
+pub const TIME_BUCKETS: [f64; 11] = [
+    300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0, 1209600.0, 2592000.0,
+    7776000.0,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the store {path} is corrupt ({detail}); it was left untouched. Restore it from a backup, or move it aside to start with an empty history")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the store {path} has schema version {found}, newer than this build supports ({supported}); it was left untouched. Run a newer nhi-exporter, or restore a backup made by this version")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("the store {path} was written with a different hash key (key id {stored}, now {current}); exposures would no longer match. Point state.hash_key_file at the original key")]
+    KeyMismatch {
+        path: PathBuf,
+        stored: String,
+        current: String,
+    },
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("corrupt value in the store: {0}")]
+    Data(String),
+}
+
+/// The store. One writer connection behind a mutex (SQLite has one writer);
+/// readers open their own connections so KPI queries never wait for a poll.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn tune(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -32_000)?; // 32 MiB
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if missing) and migrate the store. `key_id` is the
+    /// fingerprint of the HMAC key; a store written under another key is
+    /// refused.
+    pub fn open(path: &Path, key_id: &str) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                open_err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("cannot create directory {}: {e}", dir.display())),
+                ))
+            })?;
+        }
+        let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        let classify = |e: rusqlite::Error| {
+            if is_corruption(&e) {
+                corrupt(e.to_string())
+            } else {
+                open_err(e)
+            }
+        };
+        if existed {
+            let check: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(classify)?;
+            if check != "ok" {
+                return Err(corrupt(format!("quick_check: {check}")));
+            }
+        }
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(classify)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if version < 0 {
+            return Err(corrupt(format!("negative schema version {version}")));
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(classify)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(journal_mode = %mode, "the store could not switch to WAL mode");
+        }
+        tune(&conn).map_err(classify)?;
+        let mut conn = conn;
+        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+            tracing::info!(version = i + 1, "store migrated");
+        }
+        let stored: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'hash_key_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match stored {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('hash_key_id', ?1)",
+                    [key_id],
+                )?;
+            }
+            Some(s) if s != key_id => {
+                return Err(StoreError::KeyMismatch {
+                    path: path.to_path_buf(),
+                    stored: s,
+                    current: key_id.to_string(),
+                })
+            }
+            Some(_) => {}
+        }
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer connection. Held for the length of one poll's apply.
+    pub fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock rolls back its transaction (the
+        // Transaction is dropped during unwinding), so the data is consistent.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new read-only connection, for KPI queries.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        tune(&conn)?;
+        Ok(conn)
+    }
+
+    /// Fingerprints of the targets of `source` as last applied.
+    pub fn target_fingerprints(
+        &self,
+        source: &str,
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare("SELECT target, fingerprint FROM targets WHERE source = ?1")?;
+        let rows = stmt.query_map([source], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Last successful poll time of each source, as persisted.
+    pub fn last_successes(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare("SELECT source, last_success FROM polls")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Canonical label encoding for persisted counters: `k=v` pairs joined by
+/// `\x1f`, sorted by key. Label values are from bounded sets and never
+/// contain the separator.
+pub fn encode_labels(pairs: &[(&str, &str)]) -> String {
+    let mut v: Vec<_> = pairs.to_vec();
+    v.sort();
+    v.iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect::<Vec<_>>()
+        .join("\x1f")
+}
+
+pub fn decode_labels(s: &str) -> Vec<(String, String)> {
+    if s.is_empty() {
+        return Vec::new();
+    }
+    s.split('\x1f')
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// Normalise a scanner rule id to lowercase snake case (`aws-access-token`
+/// → `aws_access_token`, `GitHubToken` → `git_hub_token`), at most 64 chars.
+pub fn normalise_secret_type(raw: &str) -> String {
+    use heck::ToSnakeCase;
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mut s = cleaned.to_snake_case();
+    s.truncate(64);
+    let s = s.trim_matches('_').to_string();
+    if s.is_empty() {
+        "unknown".into()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! Versioned schema migrations. `PRAGMA user_version` holds the version;
+//! each migration runs in its own transaction. A store written by a newer
+//! build stops start-up instead of being touched.
+
+/// Migrations, in order; migration `i` brings the schema to version `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // v1: scanner findings, exposures, persisted counters and history.
+    r#"
+CREATE TABLE meta(
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per scanned target (a report file, a repository) of a source.
+CREATE TABLE targets(
+    id          INTEGER PRIMARY KEY,
+    source      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    scanned_at  INTEGER NOT NULL,
+    UNIQUE(source, target)
+);
+
+-- The secret behind findings, across scanners. `key` is the HMAC of the
+-- secret value, or a hash of the scanner's own id when there is no value.
+CREATE TABLE exposures(
+    id                INTEGER PRIMARY KEY,
+    key               BLOB NOT NULL UNIQUE,
+    secret_type       TEXT NOT NULL,
+    first_detected_at INTEGER NOT NULL,
+    open_findings     INTEGER NOT NULL DEFAULT 0,
+    validity          TEXT NOT NULL DEFAULT 'unknown',
+    closed_at         INTEGER,
+    revoked_at        INTEGER,
+    confirmed_by      TEXT,
+    residual          INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX exposures_first_detected ON exposures(first_detected_at);
+CREATE INDEX exposures_closed ON exposures(closed_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX exposures_revoked ON exposures(revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX exposures_open ON exposures(validity, first_detected_at) WHERE open_findings > 0;
+
+-- One scanner's report of a secret. Location is kept here, never a label.
+-- No secret value is ever stored.
+CREATE TABLE findings(
+    id           INTEGER PRIMARY KEY,
+    source       TEXT NOT NULL,
+    target_id    INTEGER NOT NULL REFERENCES targets(id),
+    scanner_id   TEXT NOT NULL,
+    exposure_id  INTEGER NOT NULL REFERENCES exposures(id),
+    secret_type  TEXT NOT NULL,
+    repository   TEXT,
+    file         TEXT,
+    line         INTEGER,
+    commit_sha   TEXT,
+    detected_at  INTEGER NOT NULL,
+    committed_at INTEGER,
+    open         INTEGER NOT NULL,
+    resolution   TEXT,
+    closed_at    INTEGER,
+    validity     TEXT NOT NULL,
+    UNIQUE(target_id, scanner_id)
+);
+CREATE INDEX findings_exposure ON findings(exposure_id);
+CREATE INDEX findings_detected ON findings(detected_at);
+CREATE INDEX findings_closed ON findings(closed_at) WHERE closed_at IS NOT NULL;
+CREATE INDEX findings_open ON findings(source, secret_type, validity) WHERE open = 1;
+
+-- Non-secret credential ids seen in a leak (AWS access key id, ...).
+CREATE TABLE exposure_links(
+    exposure_id   INTEGER NOT NULL REFERENCES exposures(id),
+    provider      TEXT NOT NULL,
+    credential_id TEXT NOT NULL,
+    PRIMARY KEY(exposure_id, provider, credential_id)
+) WITHOUT ROWID;
+CREATE INDEX exposure_links_credential ON exposure_links(provider, credential_id);
+
+-- Normalised secret types in order of first appearance: the first
+-- policy.max_secret_types are label values, the rest are `other`.
+CREATE TABLE secret_types(
+    name TEXT PRIMARY KEY,
+    rank INTEGER NOT NULL UNIQUE
+) WITHOUT ROWID;
+
+-- Counters and histograms survive restarts.
+CREATE TABLE counters(
+    name   TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value  REAL NOT NULL,
+    PRIMARY KEY(name, labels)
+) WITHOUT ROWID;
+CREATE TABLE histograms(
+    name    TEXT NOT NULL,
+    labels  TEXT NOT NULL,
+    buckets TEXT NOT NULL,
+    sum     REAL NOT NULL,
+    count   INTEGER NOT NULL,
+    PRIMARY KEY(name, labels)
+) WITHOUT ROWID;
+
+-- Step-function history of aggregate KPIs (one row per change), for the
+-- windowed deltas; survives restarts and short Prometheus retention.
+CREATE TABLE history(
+    series TEXT NOT NULL,
+    ts     INTEGER NOT NULL,
+    value  REAL NOT NULL,
+    PRIMARY KEY(series, ts)
+) WITHOUT ROWID;
+
+-- First and last successful poll per source.
+CREATE TABLE polls(
+    source        TEXT PRIMARY KEY,
+    first_success INTEGER NOT NULL,
+    last_success  INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
