@@ -139,10 +139,31 @@ impl fmt::Display for Dur {
 
 impl<'de> serde::Deserialize<'de> for Dur {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_duration(&s)
-            .map(Dur)
-            .map_err(serde::de::Error::custom)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 30s, 5m, 12h or 90d")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Dur, E> {
+                parse_duration(s).map(Dur).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Dur, E> {
+                if n == 0 {
+                    Ok(Dur(Duration::ZERO))
+                } else {
+                    Err(E::custom(format!("invalid duration {n}: missing unit (e.g. {n}s, {n}m, {n}d)")))
+                }
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Dur, E> {
+                if n < 0 {
+                    Err(E::custom(format!("invalid duration {n}: must not be negative")))
+                } else {
+                    self.visit_u64(n as u64)
+                }
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -1,1 +1,166 @@
+use super::*;
+use crate::config::{Privileged, Window};
+use crate::sources::{Resolution, Validity};
+use crate::store::tests::{apply, finding, scan};
+use crate::store::Store;
+use std::time::Duration;
 
+const DAY: i64 = 86_400;
+const T0: i64 = 1_790_000_000;
+
+fn policy(windows: &[i64]) -> Policy {
+    Policy {
+        max_credential_age: Duration::from_secs(90 * DAY as u64),
+        unused_after: Duration::from_secs(90 * DAY as u64),
+        stale_after: None,
+        team_tag: "team".into(),
+        windows: windows
+            .iter()
+            .map(|d| Window {
+                duration: Duration::from_secs(*d as u64),
+                label: crate::config::format_duration(Duration::from_secs(*d as u64)),
+            })
+            .collect(),
+        max_secret_types: 100,
+        privileged: Privileged {
+            aws_policies: vec![],
+            vault_policies: vec![],
+        },
+    }
+}
+
+/// Apply a poll and record history, as the daemon does.
+fn poll(store: &Store, p: &Policy, now: i64, scans: &[crate::sources::TargetScan]) -> Snapshot {
+    apply(store, "gl", now, scans);
+    let s = compute(&store.reader().unwrap(), p, now).unwrap();
+    record_history(&store.writer(), &s, p).unwrap();
+    s
+}
+
+fn win<'a>(s: &'a Snapshot, label: &str) -> &'a WindowKpis {
+    s.windows.iter().find(|w| w.label == label).unwrap()
+}
+
+#[test]
+fn exposure_gauges_and_windows_with_an_injected_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let p = policy(&[DAY, 7 * DAY]);
+
+    // Day 0: three secrets, one of them twice.
+    let s0 = poll(
+        &store,
+        &p,
+        T0,
+        &[
+            scan("t1", T0, vec![finding("a", 1), finding("b", 2), finding("c", 3)]),
+            scan("t2", T0, vec![finding("a2", 1)]),
+        ],
+    );
+    assert_eq!(s0.exposed_secrets["unknown"], 3);
+    assert_eq!(s0.exposed_total(), 3);
+    assert_eq!(
+        s0.findings_open[&("gl".into(), "generic_api_key".into(), "unknown".into())],
+        4
+    );
+    assert_eq!(win(&s0, "1d").secrets_in_code_delta, 0.0);
+    assert_eq!(win(&s0, "1d").start, T0); // young history: window starts at the first poll
+    assert_eq!(s0.posture["exposure"], 0.0);
+    assert_eq!(s0.posture["overall"], 0.0);
+
+    // Day 1: b removed from t1.
+    let s1 = poll(&store, &p, T0 + DAY, &[scan("t1", T0 + DAY, vec![finding("a", 1), finding("c", 3)])]);
+    assert_eq!(s1.exposed_total(), 2);
+    assert_eq!(s1.oldest_open_age["unknown"], DAY as f64);
+
+    // Day 3: c removed as well.
+    let s3 = poll(&store, &p, T0 + 3 * DAY, &[scan("t1", T0 + 3 * DAY, vec![finding("a", 1)])]);
+    assert_eq!(s3.exposed_total(), 1);
+    // 1d window: starts at day 2 (value 2 then) → delta -1.
+    let w1 = win(&s3, "1d");
+    assert_eq!(w1.start, T0 + 2 * DAY);
+    assert_eq!(w1.secrets_in_code_delta, -1.0);
+    // closure: closed in [day2, day3] = 1 (c); open at day2 = a, a2, c = 3; detected in it = 0.
+    assert_eq!(w1.closure_ratio, Some(1.0 / 3.0));
+    // 7d window reaches back before the history: computed over the history there is.
+    let w7 = win(&s3, "7d");
+    assert_eq!(w7.start, T0);
+    assert_eq!(w7.secrets_in_code_delta, -2.0);
+    // closed in window 2 (b, c) / (open at start 0 + detected 4).
+    assert_eq!(w7.closure_ratio, Some(0.5));
+    // No revocation was confirmed: the outcome twin stays at 0.
+    assert_eq!(w7.exposure_reduction_ratio, Some(0.0));
+    assert_eq!(w7.time_to_revoke_median, None);
+    // exposure posture: 1 open of 3 seen in 90 days.
+    assert!((s3.posture["exposure"] - (1.0 - 1.0 / 3.0)).abs() < 1e-9);
+    let change = w7.posture_change.iter().find(|(d, _)| d == "exposure").unwrap().1;
+    assert!((change - 2.0 / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn revocations_feed_the_reduction_ratio_and_exact_median() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let p = policy(&[30 * DAY]);
+    let live = |id: &str, k: u8, v: Validity| {
+        let mut f = finding(id, k);
+        f.validity = v;
+        f
+    };
+    poll(
+        &store,
+        &p,
+        T0,
+        &[scan(
+            "t",
+            T0,
+            vec![
+                live("a", 1, Validity::Live),
+                live("b", 2, Validity::Live),
+                live("c", 3, Validity::Live),
+                live("d", 4, Validity::Live),
+            ],
+        )],
+    );
+    // a revoked after 1h, b after 3h, c after 4h; d stays live.
+    poll(&store, &p, T0 + 3600, &[scan("t", T0 + 3600, vec![
+        live("a", 1, Validity::Inactive), live("b", 2, Validity::Live), live("c", 3, Validity::Live), live("d", 4, Validity::Live)])]);
+    poll(&store, &p, T0 + 3 * 3600, &[scan("t", T0 + 3 * 3600, vec![
+        live("a", 1, Validity::Inactive), live("b", 2, Validity::Inactive), live("c", 3, Validity::Live), live("d", 4, Validity::Live)])]);
+    let s = poll(&store, &p, T0 + 4 * 3600, &[scan("t", T0 + 4 * 3600, vec![
+        live("a", 1, Validity::Inactive), live("b", 2, Validity::Inactive), live("c", 3, Validity::Inactive), live("d", 4, Validity::Live)])]);
+    let w = win(&s, "30d");
+    assert_eq!(w.exposure_reduction_ratio, Some(0.75));
+    assert_eq!(w.time_to_revoke_median, Some(3.0 * 3600.0));
+    assert_eq!(s.exposed_secrets["inactive"], 3);
+    assert_eq!(s.exposed_secrets["live"], 1);
+    // exposure posture counts open live or unknown only.
+    assert!((s.posture["exposure"] - 0.75).abs() < 1e-9);
+    // Closing the live one leaves a residual exposure.
+    let mut closed = live("d", 4, Validity::Live);
+    closed.closed = Some((Resolution::FalsePositive, None));
+    let s = poll(&store, &p, T0 + 5 * 3600, &[scan("t", T0 + 5 * 3600, vec![closed])]);
+    assert_eq!(s.residual_exposures, 1);
+    let (_, labels, h) = s
+        .histograms
+        .iter()
+        .find(|(n, _, _)| n == "nhi_time_to_revoke_seconds")
+        .unwrap();
+    assert_eq!(labels, &vec![("confirmed_by".to_string(), "validity_check".to_string())]);
+    assert_eq!(h.count, 3);
+    assert_eq!(h.sum, 8.0 * 3600.0);
+}
+
+#[test]
+fn empty_store_has_defined_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let s = compute(&store.reader().unwrap(), &policy(&[7 * DAY]), T0).unwrap();
+    assert_eq!(s.exposed_total(), 0);
+    assert_eq!(s.posture["exposure"], 1.0);
+    assert_eq!(s.first_success, None);
+    let w = &s.windows[0];
+    assert_eq!(w.closure_ratio, None);
+    assert_eq!(w.exposure_reduction_ratio, None);
+    assert_eq!(w.secrets_in_code_delta, 0.0);
+}

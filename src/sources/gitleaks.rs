@@ -195,9 +195,10 @@ pub fn parse_report<R: Read>(
     target: &str,
     hasher: &SecretHasher,
 ) -> Result<Vec<ObservedFinding>, ParseError> {
-    // Sniff the first non-whitespace byte.
+    // Sniff the first non-whitespace byte, skipping a UTF-8 byte order mark.
     let mut first = [0u8; 1];
     let mut prefix = Vec::new();
+    let mut pos = 0usize;
     loop {
         let n = reader.read(&mut first).map_err(ParseError::Io)?;
         if n == 0 {
@@ -205,10 +206,13 @@ pub fn parse_report<R: Read>(
                 "empty file: a gitleaks report is a JSON array (`[]` when nothing was found) or a SARIF document".into(),
             ));
         }
+        let is_bom = pos < 3 && first[0] == [0xEF, 0xBB, 0xBF][pos] && prefix.is_empty();
+        pos += 1;
+        if is_bom {
+            continue;
+        }
         prefix.push(first[0]);
-        if !first[0].is_ascii_whitespace()
-            && !(prefix.len() <= 3 && [0xEF, 0xBB, 0xBF].contains(&first[0]))
-        {
+        if !first[0].is_ascii_whitespace() {
             break;
         }
     }

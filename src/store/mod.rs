@@ -259,4 +259,4 @@ pub fn normalise_secret_type(raw: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
