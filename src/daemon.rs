@@ -65,8 +65,8 @@ pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
     let app = App::open(&cli.config_file)?;
     let cfg = app.config();
     let mut set = tokio::task::JoinSet::new();
-    for s in cfg.sources.iter().filter(|s| s.enabled).cloned() {
-        let app = app.clone();
+    for s in cfg.sources.iter().filter(|s| s.enabled) {
+        let (app, s) = (app.clone(), s.clone());
         set.spawn(async move {
             let source = Source::from_config(&s);
             let out = runner::poll_once(&app, &s, &source, &CancellationToken::new()).await;

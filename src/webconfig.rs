@@ -197,20 +197,19 @@ fn build_tls(t: RawTls, resolve: &dyn Fn(&str) -> PathBuf) -> Result<rustls::Ser
         .map_err(|e| format!("tls_server_config.cert_file: {e}"))?;
     let key =
         load_key(&resolve(&key_file)).map_err(|e| format!("tls_server_config.key_file: {e}"))?;
-    let version = |v: &str,
-                   key: &str|
-     -> Result<&'static rustls::SupportedProtocolVersion, String> {
-        match v {
-            "TLS12" => Ok(&rustls::version::TLS12),
-            "TLS13" => Ok(&rustls::version::TLS13),
-            "TLS10" | "TLS11" => Err(format!(
+    let version =
+        |v: &str, key: &str| -> Result<&'static rustls::SupportedProtocolVersion, String> {
+            match v {
+                "TLS12" => Ok(&rustls::version::TLS12),
+                "TLS13" => Ok(&rustls::version::TLS13),
+                "TLS10" | "TLS11" => Err(format!(
                 "tls_server_config.{key}: {v} is insecure and not supported; use TLS12 or TLS13"
             )),
-            _ => Err(format!(
-                "tls_server_config.{key}: unknown version {v:?}; use TLS12 or TLS13"
-            )),
-        }
-    };
+                _ => Err(format!(
+                    "tls_server_config.{key}: unknown version {v:?}; use TLS12 or TLS13"
+                )),
+            }
+        };
     let min = version(t.min_version.as_deref().unwrap_or("TLS12"), "min_version")?;
     let max = version(t.max_version.as_deref().unwrap_or("TLS13"), "max_version")?;
     let versions: Vec<&'static rustls::SupportedProtocolVersion> =

@@ -152,12 +152,16 @@ impl<'de> serde::Deserialize<'de> for Dur {
                 if n == 0 {
                     Ok(Dur(Duration::ZERO))
                 } else {
-                    Err(E::custom(format!("invalid duration {n}: missing unit (e.g. {n}s, {n}m, {n}d)")))
+                    Err(E::custom(format!(
+                        "invalid duration {n}: missing unit (e.g. {n}s, {n}m, {n}d)"
+                    )))
                 }
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Dur, E> {
                 if n < 0 {
-                    Err(E::custom(format!("invalid duration {n}: must not be negative")))
+                    Err(E::custom(format!(
+                        "invalid duration {n}: must not be negative"
+                    )))
                 } else {
                     self.visit_u64(n as u64)
                 }

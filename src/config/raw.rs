@@ -251,14 +251,10 @@ fn expand_env(
     issues: &mut Issues,
 ) {
     match v {
-        Value::String(s) => {
-            if s.contains('$') {
-                match expand_str(s, env) {
-                    Ok(x) => *s = x,
-                    Err(e) => issues.push(path.to_string(), e),
-                }
-            }
-        }
+        Value::String(s) if s.contains('$') => match expand_str(s, env) {
+            Ok(x) => *s = x,
+            Err(e) => issues.push(path.to_string(), e),
+        },
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 expand_env(item, &format!("{path}[{i}]"), env, issues);

@@ -218,8 +218,8 @@ impl KpiCollector {
             push(fam, counter(&pairs, *v));
         }
 
-        let mut hists: BTreeMap<(String, Vec<(String, String)>), (Vec<u64>, f64, u64)> =
-            BTreeMap::new();
+        type HistKey = (String, Vec<(String, String)>);
+        let mut hists: BTreeMap<HistKey, (Vec<u64>, f64, u64)> = BTreeMap::new();
         for (name, l, h) in &s.histograms {
             hists.insert(
                 (name.clone(), l.clone()),

@@ -290,6 +290,11 @@ fn window_kpis(
 /// Record the aggregate series the windows look back on (one row per
 /// change), and prune what no window can reach any more.
 pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Result<(), StoreError> {
+    // History starts at the first successful poll: before it, there is
+    // nothing the windows could compare against.
+    if s.first_success.is_none() {
+        return Ok(());
+    }
     let mut series: Vec<(String, f64)> = vec![("exposed_secrets".into(), s.exposed_total() as f64)];
     for (dim, v) in &s.posture {
         series.push((format!("posture:{dim}"), *v));

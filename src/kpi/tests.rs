@@ -53,7 +53,11 @@ fn exposure_gauges_and_windows_with_an_injected_clock() {
         &p,
         T0,
         &[
-            scan("t1", T0, vec![finding("a", 1), finding("b", 2), finding("c", 3)]),
+            scan(
+                "t1",
+                T0,
+                vec![finding("a", 1), finding("b", 2), finding("c", 3)],
+            ),
             scan("t2", T0, vec![finding("a2", 1)]),
         ],
     );
@@ -69,12 +73,22 @@ fn exposure_gauges_and_windows_with_an_injected_clock() {
     assert_eq!(s0.posture["overall"], 0.0);
 
     // Day 1: b removed from t1.
-    let s1 = poll(&store, &p, T0 + DAY, &[scan("t1", T0 + DAY, vec![finding("a", 1), finding("c", 3)])]);
+    let s1 = poll(
+        &store,
+        &p,
+        T0 + DAY,
+        &[scan("t1", T0 + DAY, vec![finding("a", 1), finding("c", 3)])],
+    );
     assert_eq!(s1.exposed_total(), 2);
     assert_eq!(s1.oldest_open_age["unknown"], DAY as f64);
 
     // Day 3: c removed as well.
-    let s3 = poll(&store, &p, T0 + 3 * DAY, &[scan("t1", T0 + 3 * DAY, vec![finding("a", 1)])]);
+    let s3 = poll(
+        &store,
+        &p,
+        T0 + 3 * DAY,
+        &[scan("t1", T0 + 3 * DAY, vec![finding("a", 1)])],
+    );
     assert_eq!(s3.exposed_total(), 1);
     // 1d window: starts at day 2 (value 2 then) → delta -1.
     let w1 = win(&s3, "1d");
@@ -93,7 +107,12 @@ fn exposure_gauges_and_windows_with_an_injected_clock() {
     assert_eq!(w7.time_to_revoke_median, None);
     // exposure posture: 1 open of 3 seen in 90 days.
     assert!((s3.posture["exposure"] - (1.0 - 1.0 / 3.0)).abs() < 1e-9);
-    let change = w7.posture_change.iter().find(|(d, _)| d == "exposure").unwrap().1;
+    let change = w7
+        .posture_change
+        .iter()
+        .find(|(d, _)| d == "exposure")
+        .unwrap()
+        .1;
     assert!((change - 2.0 / 3.0).abs() < 1e-9);
 }
 
@@ -123,12 +142,51 @@ fn revocations_feed_the_reduction_ratio_and_exact_median() {
         )],
     );
     // a revoked after 1h, b after 3h, c after 4h; d stays live.
-    poll(&store, &p, T0 + 3600, &[scan("t", T0 + 3600, vec![
-        live("a", 1, Validity::Inactive), live("b", 2, Validity::Live), live("c", 3, Validity::Live), live("d", 4, Validity::Live)])]);
-    poll(&store, &p, T0 + 3 * 3600, &[scan("t", T0 + 3 * 3600, vec![
-        live("a", 1, Validity::Inactive), live("b", 2, Validity::Inactive), live("c", 3, Validity::Live), live("d", 4, Validity::Live)])]);
-    let s = poll(&store, &p, T0 + 4 * 3600, &[scan("t", T0 + 4 * 3600, vec![
-        live("a", 1, Validity::Inactive), live("b", 2, Validity::Inactive), live("c", 3, Validity::Inactive), live("d", 4, Validity::Live)])]);
+    poll(
+        &store,
+        &p,
+        T0 + 3600,
+        &[scan(
+            "t",
+            T0 + 3600,
+            vec![
+                live("a", 1, Validity::Inactive),
+                live("b", 2, Validity::Live),
+                live("c", 3, Validity::Live),
+                live("d", 4, Validity::Live),
+            ],
+        )],
+    );
+    poll(
+        &store,
+        &p,
+        T0 + 3 * 3600,
+        &[scan(
+            "t",
+            T0 + 3 * 3600,
+            vec![
+                live("a", 1, Validity::Inactive),
+                live("b", 2, Validity::Inactive),
+                live("c", 3, Validity::Live),
+                live("d", 4, Validity::Live),
+            ],
+        )],
+    );
+    let s = poll(
+        &store,
+        &p,
+        T0 + 4 * 3600,
+        &[scan(
+            "t",
+            T0 + 4 * 3600,
+            vec![
+                live("a", 1, Validity::Inactive),
+                live("b", 2, Validity::Inactive),
+                live("c", 3, Validity::Inactive),
+                live("d", 4, Validity::Live),
+            ],
+        )],
+    );
     let w = win(&s, "30d");
     assert_eq!(w.exposure_reduction_ratio, Some(0.75));
     assert_eq!(w.time_to_revoke_median, Some(3.0 * 3600.0));
@@ -139,14 +197,22 @@ fn revocations_feed_the_reduction_ratio_and_exact_median() {
     // Closing the live one leaves a residual exposure.
     let mut closed = live("d", 4, Validity::Live);
     closed.closed = Some((Resolution::FalsePositive, None));
-    let s = poll(&store, &p, T0 + 5 * 3600, &[scan("t", T0 + 5 * 3600, vec![closed])]);
+    let s = poll(
+        &store,
+        &p,
+        T0 + 5 * 3600,
+        &[scan("t", T0 + 5 * 3600, vec![closed])],
+    );
     assert_eq!(s.residual_exposures, 1);
     let (_, labels, h) = s
         .histograms
         .iter()
         .find(|(n, _, _)| n == "nhi_time_to_revoke_seconds")
         .unwrap();
-    assert_eq!(labels, &vec![("confirmed_by".to_string(), "validity_check".to_string())]);
+    assert_eq!(
+        labels,
+        &vec![("confirmed_by".to_string(), "validity_check".to_string())]
+    );
     assert_eq!(h.count, 3);
     assert_eq!(h.sum, 8.0 * 3600.0);
 }

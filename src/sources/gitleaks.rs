@@ -104,7 +104,7 @@ fn poll_blocking(
         let target = path.to_string_lossy().into_owned();
         let item = match read_target(&path, cfg.max_file_size, ctx) {
             Ok(Some(scan)) => ObservationItem::Target(scan),
-            Ok(None) => continue, // unchanged since last applied
+            Ok(None) => ObservationItem::TargetUnchanged { target },
             Err(error) => ObservationItem::TargetFailed { target, error },
         };
         out.send_blocking(item).map_err(|_| cancelled())?;

@@ -206,6 +206,10 @@ pub enum ObservationItem {
         target: String,
         error: SourceError,
     },
+    /// An input is unchanged since it was last applied; it was not re-read.
+    TargetUnchanged {
+        target: String,
+    },
 }
 
 /// What the applier receives: the source's items, then the runner's verdict.

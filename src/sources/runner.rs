@@ -148,7 +148,8 @@ pub async fn poll_once(
             out.errors.extend(failed);
         }
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => out
+        Ok(Err(AllInputsFailed(errors))) => out.errors.extend(errors),
+        Ok(Err(ApplyError::Store(e))) => out
             .errors
             .push(SourceError::new(ErrorReason::Io, format!("store: {e}"))),
         Err(e) => out.errors.push(SourceError::new(
@@ -165,23 +166,44 @@ pub async fn poll_once(
 
 type Applied = Option<(ApplyStats, Vec<SourceError>)>;
 
+enum ApplyError {
+    Store(crate::store::StoreError),
+    AllInputsFailed(Vec<SourceError>),
+}
+use ApplyError::AllInputsFailed;
+
+impl From<crate::store::StoreError> for ApplyError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApplyError::Store(e)
+    }
+}
+
 fn apply_loop(
     store: &Store,
     source: &str,
     now: i64,
     max_types: usize,
     mut rx: mpsc::Receiver<ApplyMsg>,
-) -> Result<Applied, crate::store::StoreError> {
+) -> Result<Applied, ApplyError> {
     let mut conn = store.writer();
     let mut ap = PollApplier::begin(&mut conn, source, now, max_types)?;
     let mut failed = Vec::new();
+    let mut read = 0u64;
     while let Some(msg) = rx.blocking_recv() {
         match msg {
-            ApplyMsg::Item(ObservationItem::Target(scan)) => ap.target(&scan)?,
+            ApplyMsg::Item(ObservationItem::Target(scan)) => {
+                read += 1;
+                ap.target(&scan)?
+            }
+            ApplyMsg::Item(ObservationItem::TargetUnchanged { .. }) => read += 1,
             ApplyMsg::Item(ObservationItem::TargetFailed { target, error }) => {
                 tracing::warn!(source = %source, target = %target, reason = %error.reason, error = %error.message,
                     "input rejected; its findings keep their previous state");
                 failed.push(error);
+            }
+            ApplyMsg::Commit if read == 0 && !failed.is_empty() => {
+                // Every input was rejected: a failed poll, not an empty one.
+                return Err(AllInputsFailed(failed));
             }
             ApplyMsg::Commit => {
                 let stats = ap.commit()?;

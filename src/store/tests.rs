@@ -1,5 +1,7 @@
 use super::*;
-use crate::sources::{CredentialRef, ExposureKey, Location, ObservedFinding, Resolution, TargetScan, Validity};
+use crate::sources::{
+    CredentialRef, ExposureKey, Location, ObservedFinding, Resolution, TargetScan, Validity,
+};
 use rusqlite::Connection;
 
 pub(crate) fn finding(id: &str, secret: u8) -> ObservedFinding {
@@ -60,26 +62,55 @@ fn counter(conn: &Connection, name: &str, labels: &[(&str, &str)]) -> f64 {
 fn lifecycle_open_disappeared_reopened() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
-    let s = apply(&store, "gl", 1000, &[scan("t1", 1000, vec![finding("a", 1), finding("b", 2)])]);
-    assert_eq!((s.findings_new, s.exposures_new, s.findings_closed), (2, 2, 0));
+    let s = apply(
+        &store,
+        "gl",
+        1000,
+        &[scan("t1", 1000, vec![finding("a", 1), finding("b", 2)])],
+    );
+    assert_eq!(
+        (s.findings_new, s.exposures_new, s.findings_closed),
+        (2, 2, 0)
+    );
     let r = store.reader().unwrap();
     assert_eq!(q(&r, "SELECT COUNT(*) FROM findings WHERE open = 1"), 2);
-    assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE open_findings > 0"), 2);
     assert_eq!(
-        counter(&r, "nhi_findings_detected_total", &[("source", "gl"), ("secret_type", "generic_api_key")]),
+        q(&r, "SELECT COUNT(*) FROM exposures WHERE open_findings > 0"),
+        2
+    );
+    assert_eq!(
+        counter(
+            &r,
+            "nhi_findings_detected_total",
+            &[("source", "gl"), ("secret_type", "generic_api_key")]
+        ),
         2.0
     );
 
     // b is gone from the newer scan: closed as disappeared at scan time.
-    let s = apply(&store, "gl", 1600, &[scan("t1", 1600, vec![finding("a", 1)])]);
+    let s = apply(
+        &store,
+        "gl",
+        1600,
+        &[scan("t1", 1600, vec![finding("a", 1)])],
+    );
     assert_eq!(s.findings_closed, 1);
     let (res, closed_at): (String, i64) = r
-        .query_row("SELECT resolution, closed_at FROM findings WHERE scanner_id = 'b'", [], |x| {
-            Ok((x.get(0)?, x.get(1)?))
-        })
+        .query_row(
+            "SELECT resolution, closed_at FROM findings WHERE scanner_id = 'b'",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
         .unwrap();
     assert_eq!((res.as_str(), closed_at), ("disappeared", 1600));
-    assert_eq!(counter(&r, "nhi_findings_closed_total", &[("source", "gl"), ("resolution", "disappeared")]), 1.0);
+    assert_eq!(
+        counter(
+            &r,
+            "nhi_findings_closed_total",
+            &[("source", "gl"), ("resolution", "disappeared")]
+        ),
+        1.0
+    );
     let (buckets, sum, count): (String, f64, i64) = r
         .query_row(
             "SELECT buckets, sum, count FROM histograms WHERE name = 'nhi_time_to_close_seconds'",
@@ -89,15 +120,30 @@ fn lifecycle_open_disappeared_reopened() {
         .unwrap();
     assert_eq!((sum, count), (600.0, 1));
     assert_eq!(buckets, "[0,1,0,0,0,0,0,0,0,0,0]"); // 600s falls in le=900
-    // Closed with nothing to confirm: closed-unverified, neither residual nor revoked.
+                                                    // Closed with nothing to confirm: closed-unverified, neither residual nor revoked.
     assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE open_findings = 0 AND closed_at = 1600 AND residual = 0 AND revoked_at IS NULL"), 1);
 
     // Back again: reopened, not detected twice.
-    let s = apply(&store, "gl", 2000, &[scan("t1", 2000, vec![finding("a", 1), finding("b", 2)])]);
+    let s = apply(
+        &store,
+        "gl",
+        2000,
+        &[scan("t1", 2000, vec![finding("a", 1), finding("b", 2)])],
+    );
     assert_eq!((s.findings_new, s.findings_reopened), (0, 1));
-    assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE open_findings > 0 AND closed_at IS NULL"), 2);
     assert_eq!(
-        counter(&r, "nhi_findings_detected_total", &[("source", "gl"), ("secret_type", "generic_api_key")]),
+        q(
+            &r,
+            "SELECT COUNT(*) FROM exposures WHERE open_findings > 0 AND closed_at IS NULL"
+        ),
+        2
+    );
+    assert_eq!(
+        counter(
+            &r,
+            "nhi_findings_detected_total",
+            &[("source", "gl"), ("secret_type", "generic_api_key")]
+        ),
         2.0
     );
 }
@@ -106,14 +152,25 @@ fn lifecycle_open_disappeared_reopened() {
 fn same_secret_in_two_targets_is_one_exposure() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
-    apply(&store, "gl", 100, &[scan("t1", 100, vec![finding("a", 7)]), scan("t2", 200, vec![finding("x", 7)])]);
+    apply(
+        &store,
+        "gl",
+        100,
+        &[
+            scan("t1", 100, vec![finding("a", 7)]),
+            scan("t2", 200, vec![finding("x", 7)]),
+        ],
+    );
     let r = store.reader().unwrap();
     assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures"), 1);
     assert_eq!(q(&r, "SELECT open_findings FROM exposures"), 2);
     assert_eq!(q(&r, "SELECT first_detected_at FROM exposures"), 100);
     apply(&store, "gl", 300, &[scan("t1", 300, vec![])]);
     assert_eq!(q(&r, "SELECT open_findings FROM exposures"), 1);
-    assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE closed_at IS NULL"), 1);
+    assert_eq!(
+        q(&r, "SELECT COUNT(*) FROM exposures WHERE closed_at IS NULL"),
+        1
+    );
     apply(&store, "gl", 400, &[scan("t2", 400, vec![])]);
     assert_eq!(q(&r, "SELECT open_findings FROM exposures"), 0);
     assert_eq!(q(&r, "SELECT closed_at FROM exposures"), 400);
@@ -125,7 +182,12 @@ fn redacted_findings_are_scoped_to_their_target() {
     let store = open_store(&dir);
     let mut a = finding("same-id", 0);
     a.exposure = ExposureKey::ScannerId;
-    apply(&store, "gl", 100, &[scan("t1", 100, vec![a.clone()]), scan("t2", 100, vec![a])]);
+    apply(
+        &store,
+        "gl",
+        100,
+        &[scan("t1", 100, vec![a.clone()]), scan("t2", 100, vec![a])],
+    );
     let r = store.reader().unwrap();
     assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures"), 2);
 }
@@ -139,11 +201,17 @@ fn uncommitted_poll_changes_nothing() {
         let mut conn = store.writer();
         let mut ap = PollApplier::begin(&mut conn, "gl", 200, 100).unwrap();
         ap.target(&scan("t1", 200, vec![])).unwrap(); // would close a
-        // dropped without commit: a failed poll
+                                                      // dropped without commit: a failed poll
     }
     let r = store.reader().unwrap();
     assert_eq!(q(&r, "SELECT COUNT(*) FROM findings WHERE open = 1"), 1);
-    assert_eq!(q(&r, "SELECT COUNT(*) FROM counters WHERE name = 'nhi_findings_closed_total'"), 0);
+    assert_eq!(
+        q(
+            &r,
+            "SELECT COUNT(*) FROM counters WHERE name = 'nhi_findings_closed_total'"
+        ),
+        0
+    );
     assert_eq!(q(&r, "SELECT fingerprint = 'fp-100' FROM targets"), 1);
     assert_eq!(q(&r, "SELECT last_success FROM polls"), 100);
 }
@@ -156,9 +224,20 @@ fn validity_live_then_closed_is_residual_and_inactive_is_revoked() {
     live.validity = Validity::Live;
     let mut other = finding("b", 2);
     other.validity = Validity::Live;
-    apply(&store, "th", 1000, &[scan("t", 1000, vec![live.clone(), other.clone()])]);
+    apply(
+        &store,
+        "th",
+        1000,
+        &[scan("t", 1000, vec![live.clone(), other.clone()])],
+    );
     let r = store.reader().unwrap();
-    assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE validity = 'live' AND open_findings > 0"), 2);
+    assert_eq!(
+        q(
+            &r,
+            "SELECT COUNT(*) FROM exposures WHERE validity = 'live' AND open_findings > 0"
+        ),
+        2
+    );
 
     // a closed by the scanner while still live: residual.
     let mut closed = live.clone();
@@ -167,15 +246,30 @@ fn validity_live_then_closed_is_residual_and_inactive_is_revoked() {
     let mut dead = other.clone();
     dead.validity = Validity::Inactive;
     apply(&store, "th", 2000, &[scan("t", 2000, vec![closed, dead])]);
-    assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE residual = 1"), 1);
-    assert_eq!(q(&r, "SELECT closed_at FROM findings WHERE scanner_id = 'a'"), 1500);
+    assert_eq!(
+        q(&r, "SELECT COUNT(*) FROM exposures WHERE residual = 1"),
+        1
+    );
+    assert_eq!(
+        q(&r, "SELECT closed_at FROM findings WHERE scanner_id = 'a'"),
+        1500
+    );
     let (revoked_at, by): (i64, String) = r
-        .query_row("SELECT revoked_at, confirmed_by FROM exposures WHERE revoked_at IS NOT NULL", [], |x| {
-            Ok((x.get(0)?, x.get(1)?))
-        })
+        .query_row(
+            "SELECT revoked_at, confirmed_by FROM exposures WHERE revoked_at IS NOT NULL",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
         .unwrap();
     assert_eq!((revoked_at, by.as_str()), (2000, "validity_check"));
-    assert_eq!(counter(&r, "nhi_exposures_revoked_total", &[("confirmed_by", "validity_check")]), 1.0);
+    assert_eq!(
+        counter(
+            &r,
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "validity_check")]
+        ),
+        1.0
+    );
     let (sum, count): (f64, i64) = r
         .query_row(
             "SELECT sum, count FROM histograms WHERE name = 'nhi_time_to_revoke_seconds'",
@@ -188,7 +282,14 @@ fn validity_live_then_closed_is_residual_and_inactive_is_revoked() {
     let mut dead2 = other.clone();
     dead2.validity = Validity::Inactive;
     apply(&store, "th", 3000, &[scan("t", 3000, vec![dead2])]);
-    assert_eq!(counter(&r, "nhi_exposures_revoked_total", &[("confirmed_by", "validity_check")]), 1.0);
+    assert_eq!(
+        counter(
+            &r,
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "validity_check")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -200,7 +301,12 @@ fn links_are_stored() {
         provider: "aws",
         id: "AKIAIOSFODNN7EXAMPLE".into(),
     }];
-    apply(&store, "gl", 100, &[scan("t", 100, vec![f.clone()]), scan("t2", 100, vec![f])]);
+    apply(
+        &store,
+        "gl",
+        100,
+        &[scan("t", 100, vec![f.clone()]), scan("t2", 100, vec![f])],
+    );
     let r = store.reader().unwrap();
     assert_eq!(
         q(&r, "SELECT COUNT(*) FROM exposure_links WHERE provider = 'aws' AND credential_id = 'AKIAIOSFODNN7EXAMPLE'"),
@@ -225,9 +331,18 @@ fn secret_types_are_capped_in_first_seen_order() {
         ap.commit().unwrap();
     }
     let r = store.reader().unwrap();
-    for (t, n) in [("aws", 1.0), ("slack_token", 1.0), ("other", 1.0), ("git_hub_pat", 0.0)] {
+    for (t, n) in [
+        ("aws", 1.0),
+        ("slack_token", 1.0),
+        ("other", 1.0),
+        ("git_hub_pat", 0.0),
+    ] {
         assert_eq!(
-            counter(&r, "nhi_findings_detected_total", &[("source", "gl"), ("secret_type", t)]),
+            counter(
+                &r,
+                "nhi_findings_detected_total",
+                &[("source", "gl"), ("secret_type", t)]
+            ),
             n,
             "{t}"
         );
@@ -246,8 +361,21 @@ fn counters_survive_a_restart() {
     apply(&store, "gl", 300, &[scan("t", 300, vec![finding("b", 2)])]);
     apply(&store, "gl", 400, &[scan("t", 400, vec![])]);
     let r = store.reader().unwrap();
-    assert_eq!(counter(&r, "nhi_findings_closed_total", &[("source", "gl"), ("resolution", "disappeared")]), 2.0);
-    assert_eq!(q(&r, "SELECT count FROM histograms WHERE name = 'nhi_time_to_close_seconds'"), 2);
+    assert_eq!(
+        counter(
+            &r,
+            "nhi_findings_closed_total",
+            &[("source", "gl"), ("resolution", "disappeared")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        q(
+            &r,
+            "SELECT count FROM histograms WHERE name = 'nhi_time_to_close_seconds'"
+        ),
+        2
+    );
     assert_eq!(q(&r, "SELECT first_success FROM polls"), 100);
 }
 
@@ -269,7 +397,8 @@ fn newer_schema_is_refused() {
     let p = dir.path().join("state.db");
     {
         let c = Connection::open(&p).unwrap();
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let e = Store::open(&p, "k").unwrap_err();
     assert!(matches!(e, StoreError::NewerSchema { .. }), "{e}");
@@ -287,10 +416,19 @@ fn a_different_hash_key_is_refused() {
 
 #[test]
 fn secret_type_normalisation() {
-    assert_eq!(normalise_secret_type("aws-access-token"), "aws_access_token");
-    assert_eq!(normalise_secret_type("GitHubPersonalAccessToken"), "git_hub_personal_access_token");
+    assert_eq!(
+        normalise_secret_type("aws-access-token"),
+        "aws_access_token"
+    );
+    assert_eq!(
+        normalise_secret_type("GitHubPersonalAccessToken"),
+        "git_hub_personal_access_token"
+    );
     assert_eq!(normalise_secret_type("AWS"), "aws");
-    assert_eq!(normalise_secret_type("Slack Webhook URL"), "slack_webhook_url");
+    assert_eq!(
+        normalise_secret_type("Slack Webhook URL"),
+        "slack_webhook_url"
+    );
     assert_eq!(normalise_secret_type("--"), "unknown");
     assert_eq!(normalise_secret_type(&"x".repeat(100)).len(), 64);
 }

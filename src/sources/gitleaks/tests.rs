@@ -3,7 +3,9 @@ use crate::sources::{ExposureKey, Validity};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gitleaks").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gitleaks")
+        .join(name)
 }
 
 fn hasher() -> SecretHasher {
@@ -22,8 +24,14 @@ fn parses_json_report() {
     let a = &v[0];
     assert_eq!(a.scanner_id, "abc123:app/config.py:aws-access-token:3");
     assert_eq!(a.secret_type, "aws-access-token");
-    assert_eq!(a.exposure, ExposureKey::Secret(hasher().hash(b"AKIAIOSFODNN7EXAMPLE")));
-    assert_eq!(a.location.repository.as_deref(), Some("github.com/acme/payments"));
+    assert_eq!(
+        a.exposure,
+        ExposureKey::Secret(hasher().hash(b"AKIAIOSFODNN7EXAMPLE"))
+    );
+    assert_eq!(
+        a.location.repository.as_deref(),
+        Some("github.com/acme/payments")
+    );
     assert_eq!(a.location.file.as_deref(), Some("app/config.py"));
     assert_eq!(a.location.line, Some(3));
     assert_eq!(a.location.commit.as_deref(), Some("abc123"));
@@ -38,10 +46,16 @@ fn parses_json_report() {
         }]
     );
     let b = &v[1];
-    assert_eq!(b.location.repository.as_deref(), Some("gitlab.example.com/acme/payments"));
+    assert_eq!(
+        b.location.repository.as_deref(),
+        Some("gitlab.example.com/acme/payments")
+    );
     assert_eq!(b.committed_at, Some(1_767_319_445)); // +01:00 offset honoured
     assert!(b.links.is_empty());
-    assert_eq!(b.exposure, ExposureKey::Secret(hasher().hash(b"canary-fixture-value-1")));
+    assert_eq!(
+        b.exposure,
+        ExposureKey::Secret(hasher().hash(b"canary-fixture-value-1"))
+    );
 }
 
 #[test]

@@ -1,0 +1,645 @@
+//! The real binary through several polls of changing gitleaks reports,
+//! restarts, bad inputs, staleness, reloads and canary secrets.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const CANARY_A: &str = "nhi-canary-7f3a9c1e-alpha-QmFzZTY0";
+const CANARY_B: &str = "nhi-canary-2b8d4e6f-beta-c2VjcmV0";
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+fn config(dir: &Path, extra_policy: &str, extra_source: &str) -> std::path::PathBuf {
+    let p = dir.join("nhi.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "state: {{path: state/state.db}}\npolicy: {{windows: [7d, 30d]{extra_policy}}}\nsources:\n  - name: ci\n    type: gitleaks\n    interval: 1s\n    timeout: 10s\n    paths: [\"reports/*.json\"]\n{extra_source}"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("reports")).unwrap();
+    p
+}
+
+fn aws_finding() -> serde_json::Value {
+    let mut f = gl_finding(
+        "aws-access-token",
+        "AKIAIOSFODNN7EXAMPLE",
+        "deploy/prod.env",
+        3,
+        "c1",
+    );
+    f["Match"] = serde_json::Value::String(format!("AKIAIOSFODNN7EXAMPLE:{AWS_SECRET}"));
+    f
+}
+
+#[test]
+fn lifecycle_across_polls_and_restarts_leaks_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let reports = dir.path().join("reports");
+    let log = dir.path().join("exporter.log");
+    write_report(
+        &reports.join("repo1.json"),
+        &[
+            gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c1"),
+            gl_finding("generic-api-key", CANARY_B, "b.py", 2, "c1"),
+            aws_finding(),
+        ],
+    );
+    write_report(
+        &reports.join("repo2.json"),
+        &[gl_finding("generic-api-key", CANARY_A, "x.py", 5, "c9")],
+    );
+
+    let mut ex = Exporter::start(&cfg, &log, &[]);
+    let m = ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+    });
+    // Four findings, three distinct secrets (A is in both repositories).
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "live")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[
+                ("source", "ci"),
+                ("secret_type", "generic_api_key"),
+                ("validity", "unknown")
+            ]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[("source", "ci"), ("secret_type", "aws_access_token")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.sum("nhi_findings_detected_total", &[("source", "ci")]),
+        4.0
+    );
+    assert_eq!(
+        m.get("nhi_secrets_in_code_delta", &[("window", "7d")]),
+        Some(0.0)
+    );
+    assert_eq!(m.get("nhi_residual_exposures", &[]), Some(0.0));
+    let (code, _) = ex.get("/-/ready");
+    assert_eq!(code, 200);
+
+    // B removed from repo1's newer scan: closed as disappeared.
+    std::thread::sleep(Duration::from_millis(1100)); // a distinct scan time
+    write_report(
+        &reports.join("repo1.json"),
+        &[
+            gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c1"),
+            aws_finding(),
+        ],
+    );
+    let m = ex.wait_for("B closed", |m| {
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        m.get("nhi_time_to_close_seconds_count", &[("source", "ci")]),
+        Some(1.0)
+    );
+    let ttc = m
+        .get("nhi_time_to_close_seconds_sum", &[("source", "ci")])
+        .unwrap();
+    assert!((1.0..60.0).contains(&ttc), "time to close {ttc}");
+    let m = ex.wait_for("KPIs recomputed", |m| {
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]) == Some(2.0)
+    });
+    assert_eq!(
+        m.get("nhi_secrets_in_code_delta", &[("window", "7d")]),
+        Some(-1.0)
+    );
+    assert_eq!(m.get("nhi_closure_ratio", &[("window", "7d")]), Some(0.25));
+    assert_eq!(
+        m.get("nhi_exposure_reduction_ratio", &[("window", "7d")]),
+        Some(0.0)
+    );
+
+    let (status, took) = ex.stop();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+
+    // Restart: counters, histograms and history continue.
+    let mut ex = Exporter::start(&cfg, &log, &[]);
+    let m = ex.wait_for("poll after restart", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+    });
+    assert_eq!(
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.sum("nhi_findings_detected_total", &[("source", "ci")]),
+        4.0
+    );
+    assert_eq!(
+        m.get("nhi_time_to_close_seconds_count", &[("source", "ci")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("nhi_secrets_in_code_delta", &[("window", "7d")]),
+        Some(-1.0)
+    );
+    assert!(m.get("nhi_store_history_seconds", &[]).unwrap() >= 1.0);
+
+    // repo2 clean: A is still open in repo1, so the exposure stays open.
+    write_report(&reports.join("repo2.json"), &[]);
+    let m = ex.wait_for("repo2 closed", |m| {
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")],
+        ) == Some(2.0)
+    });
+    assert_eq!(
+        m.get("nhi_time_to_close_seconds_count", &[("source", "ci")]),
+        Some(2.0)
+    );
+    let m = ex.wait_for("KPIs recomputed", |m| {
+        m.get(
+            "nhi_findings_open",
+            &[("source", "ci"), ("secret_type", "generic_api_key")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(2.0)
+    );
+    let metrics_text = m.text.clone();
+    let (status, _) = ex.stop();
+    assert!(status.success());
+
+    // Canaries: nowhere in /metrics, the logs or any file of the store.
+    let store_bytes = read_all_files(&dir.path().join("state"));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    for canary in [CANARY_A, CANARY_B, AWS_SECRET] {
+        assert!(!metrics_text.contains(canary), "{canary} in /metrics");
+        assert!(!log_text.contains(canary), "{canary} in the log");
+        assert!(!contains(&store_bytes, canary), "{canary} in the store");
+    }
+    // Locations are never labels.
+    for loc in ["a.py", "repo1", "deploy/prod.env", "git.example.com"] {
+        assert!(!metrics_text.contains(loc), "{loc} in /metrics");
+    }
+}
+
+#[test]
+fn bad_inputs_are_counted_name_the_file_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "    max_file_size: 4KiB\n");
+    let reports = dir.path().join("reports");
+    let log = dir.path().join("exporter.log");
+    write_report(
+        &reports.join("good.json"),
+        &[gl_finding(
+            "generic-api-key",
+            "good-value-1",
+            "g.py",
+            1,
+            "c",
+        )],
+    );
+    write_report(
+        &reports.join("will-break.json"),
+        &[gl_finding(
+            "generic-api-key",
+            "break-value-1",
+            "w.py",
+            1,
+            "c",
+        )],
+    );
+    let ex = Exporter::start(&cfg, &log, &[]);
+    ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+    });
+
+    // Malformed JSON (with a canary inside), non-UTF-8, and an oversized report.
+    std::fs::write(
+        reports.join("will-break.json"),
+        format!("[{{\"RuleID\": \"x\", \"Secret\": \"{CANARY_A}\" \"File\": 1}}]"),
+    )
+    .unwrap();
+    std::fs::write(
+        reports.join("latin1.json"),
+        b"[{\"RuleID\": \"x\", \"Secret\": \"\xe9\xe9\"}]",
+    )
+    .unwrap();
+    let big: Vec<_> = (0..100)
+        .map(|i| gl_finding("generic-api-key", &format!("v{i}"), "f", i, "c"))
+        .collect();
+    write_report(&reports.join("huge.json"), &big);
+    let m = ex.wait_for("errors counted", |m| {
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "ci"), ("reason", "parse")],
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+            && m.get(
+                "nhi_source_errors_total",
+                &[("source", "ci"), ("reason", "io")],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "ci")]), Some(0.0));
+    // The broken target keeps its finding open; nothing was closed.
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "ci")]), 2.0);
+    assert_eq!(m.sum("nhi_findings_closed_total", &[("source", "ci")]), 0.0);
+
+    // Other targets are still applied.
+    write_report(&reports.join("good.json"), &[]);
+    let m = ex.wait_for("good target applied", |m| {
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")],
+        ) == Some(1.0)
+    });
+    assert!(
+        m.get(
+            "nhi_source_last_success_timestamp_seconds",
+            &[("source", "ci")]
+        )
+        .unwrap()
+            > 0.0
+    );
+
+    // A vanished report is not a closure.
+    std::fs::remove_file(reports.join("will-break.json")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let m = Metrics::parse(&ex.metrics());
+    assert_eq!(m.sum("nhi_findings_closed_total", &[("source", "ci")]), 1.0);
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "ci")]), 1.0);
+
+    let log_text = ex.log_text();
+    assert!(
+        log_text.contains("will-break.json: line 1 column"),
+        "log:\n{log_text}"
+    );
+    assert!(
+        log_text.contains("latin1.json: line 1 column"),
+        "log:\n{log_text}"
+    );
+    assert!(
+        log_text.contains("huge.json: report is"),
+        "log:\n{log_text}"
+    );
+    assert!(!log_text.contains(CANARY_A));
+    assert!(!log_text.contains("panicked"));
+}
+
+#[test]
+fn a_stale_source_drops_its_data_but_keeps_up_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), ", stale_after: 3s", "");
+    let reports = dir.path().join("reports");
+    write_report(
+        &reports.join("r.json"),
+        &[gl_finding("generic-api-key", "stale-value", "s.py", 1, "c")],
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+    });
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "ci")]), 1.0);
+    // Every input rejected from now on: polls fail, the source goes stale.
+    std::fs::write(reports.join("r.json"), "[{").unwrap();
+    let m = ex.wait_for("stale", |m| !m.has("nhi_findings_open"));
+    assert_eq!(m.get("nhi_source_up", &[("source", "ci")]), Some(0.0));
+    assert!(m
+        .get("nhi_findings_closed_total", &[("source", "ci")])
+        .is_none());
+    // Health and cross-source exposure state remain.
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(1.0)
+    );
+    assert!(
+        m.get(
+            "nhi_source_last_success_timestamp_seconds",
+            &[("source", "ci")]
+        )
+        .unwrap()
+            > 0.0
+    );
+    // Recovery brings the data back.
+    write_report(
+        &reports.join("r.json"),
+        &[gl_finding("generic-api-key", "stale-value", "s.py", 1, "c")],
+    );
+    let m = ex.wait_for("recovered", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0) && m.has("nhi_findings_open")
+    });
+    assert_eq!(m.sum("nhi_findings_closed_total", &[("source", "ci")]), 0.0);
+}
+
+#[test]
+fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let reports = dir.path().join("reports");
+    write_report(
+        &reports.join("r.json"),
+        &[gl_finding(
+            "generic-api-key",
+            "reload-value",
+            "r.py",
+            1,
+            "c",
+        )],
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+    });
+    let good = std::fs::read_to_string(&cfg).unwrap();
+
+    std::fs::write(&cfg, format!("{good}  - {{name: BAD, type: nope}}\n")).unwrap();
+    ex.signal("HUP");
+    let m = ex.wait_for("reload failure", |m| {
+        m.get("nhi_config_last_reload_successful", &[]) == Some(0.0)
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "ci")]), Some(1.0));
+    let (code, body) = ex.post("/-/reload");
+    assert_eq!(code, 500);
+    assert!(
+        body.contains("sources[1].name") && body.contains("sources[1].type"),
+        "{body}"
+    );
+
+    std::fs::write(
+        &cfg,
+        format!("{good}  - name: second\n    type: gitleaks\n    interval: 1s\n    paths: [\"reports/*.json\"]\n"),
+    )
+    .unwrap();
+    let (code, body) = ex.post("/-/reload");
+    assert_eq!(code, 200, "{body}");
+    let m = ex.wait_for("second source", |m| {
+        m.get("nhi_source_up", &[("source", "second")]) == Some(1.0)
+    });
+    assert_eq!(m.get("nhi_config_last_reload_successful", &[]), Some(1.0));
+    // Both scanners report the same finding; it is still one exposure.
+    let m = ex.wait_for("recomputed", |m| m.sum("nhi_findings_open", &[]) == 2.0);
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(1.0)
+    );
+    let (code, _) = ex.get("/-/reload");
+    assert_eq!(code, 405);
+}
+
+#[test]
+fn http_endpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let ex = Exporter::start(
+        &cfg,
+        &dir.path().join("log"),
+        &["--web.telemetry-path=/custom"],
+    );
+    ex.wait_for_path();
+    let (code, body) = ex.get("/");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("nhi-exporter")
+            && body.contains("href=\"/custom\"")
+            && body.contains("<td>ci</td>"),
+        "{body}"
+    );
+    assert_eq!(ex.get("/-/healthy").0, 200);
+    assert_eq!(ex.get("/nope").0, 404);
+    let (code, body) = ex.get("/custom");
+    assert_eq!(code, 200);
+    assert!(body.contains("nhi_exporter_build_info{"));
+}
+
+trait WaitPath {
+    fn wait_for_path(&self);
+}
+impl WaitPath for Exporter {
+    fn wait_for_path(&self) {
+        for _ in 0..200 {
+            if self.get("/-/ready").0 == 200 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("never ready");
+    }
+}
+
+#[test]
+fn once_prints_the_exposition_and_reports_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let reports = dir.path().join("reports");
+    write_report(
+        &reports.join("r.json"),
+        &[gl_finding("generic-api-key", "once-value", "o.py", 1, "c")],
+    );
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(1.0)
+    );
+    assert_eq!(m.get("nhi_source_up", &[("source", "ci")]), Some(1.0));
+
+    std::fs::write(reports.join("r.json"), "not json").unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(m.get("nhi_source_up", &[("source", "ci")]), Some(0.0));
+    assert_eq!(
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "ci"), ("reason", "parse")]
+        ),
+        Some(1.0)
+    );
+    // The failed poll closed nothing.
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn config_check_prints_ok_or_every_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "OK");
+    // It contacts nothing: no store was created.
+    assert!(!dir.path().join("state").exists());
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "policy: {windows: [7x]}\nsources:\n  - {name: a, type: gitleaks, paths: ['${NOT_SET_ANYWHERE}/*.json']}\n  - {name: a, type: gitleaks, paths: [x], color: blue}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", bad.display()))
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "policy.windows[0]",
+        "sources[0].paths[0]: environment variable NOT_SET_ANYWHERE",
+        "sources[1].color",
+    ] {
+        assert!(err.contains(want), "missing {want} in:\n{err}");
+    }
+}
+
+#[test]
+fn corrupt_store_stops_start_up_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    let junk = b"definitely not SQLite ".repeat(200);
+    std::fs::write(dir.path().join("state/state.db"), &junk).unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("corrupt") && err.contains("left untouched"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("state/state.db")).unwrap(),
+        junk
+    );
+}
+
+#[test]
+fn kill_9_loses_at_most_the_poll_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let reports = dir.path().join("reports");
+    for r in 0..20 {
+        let findings: Vec<_> = (0..500)
+            .map(|i| {
+                gl_finding(
+                    "generic-api-key",
+                    &format!("k9-{r}-{i}"),
+                    &format!("f{i}.py"),
+                    i,
+                    "c",
+                )
+            })
+            .collect();
+        write_report(&reports.join(format!("r{r}.json")), &findings);
+    }
+    for delay in [0u64, 150, 400] {
+        let mut ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+        std::thread::sleep(Duration::from_millis(delay));
+        ex.signal("KILL");
+        let _ = ex.child.take().unwrap().wait();
+    }
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("consistent store", |m| {
+        m.sum("nhi_findings_open", &[]) == 10_000.0
+    });
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(10_000.0)
+    );
+    assert_eq!(m.sum("nhi_findings_detected_total", &[]), 10_000.0);
+}
+
+#[test]
+fn promtool_check_metrics_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let reports = dir.path().join("reports");
+    write_report(
+        &reports.join("r.json"),
+        &[
+            gl_finding("generic-api-key", "pt-1", "a", 1, "c"),
+            aws_finding(),
+        ],
+    );
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let promtool = which("promtool")
+        .expect("promtool not found: scripts/test.sh installs Debian's prometheus package");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let res = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        res.status.success() && text.trim().is_empty(),
+        "promtool check metrics:\n{text}"
+    );
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(cmd))
+            .find(|p| p.is_file())
+    })
+}
