@@ -620,8 +620,10 @@ def outcomes():
             "percentunit", HIGHER_BETTER, w=6, h=7, min=0, max=1,
         ),
     ]
+    # nhi_secrets_in_code_delta exists for every configured window (the ratio
+    # gauges are omitted for a window without data).
     window_var = var_query(
-        "window", "Window", f"label_values(nhi_closure_ratio{{{SEL}}}, window)",
+        "window", "Window", f"label_values(nhi_secrets_in_code_delta{{{SEL}}}, window)",
         multi=False, include_all=False, sort=3,
         current={"selected": True, "text": "30d", "value": "30d"},
     )
@@ -805,7 +807,8 @@ def identities():
              targets([(f"sum(nhi_identities{s})", "NHIs")]), "short", NEUTRAL, w=4, h=5, decimals=0),
         stat("Human principals",
              doc("Human principals seen by the identity sources; counted only for the NHI:human ratio.",
-                 "OWASP NHI Top 10: NHI10 Human Use of NHI (context)", "NIST CSF 2.0: ID.AM-02, PR.AA-01"),
+                 "OWASP NHI Top 10: context for NHI1 Improper Offboarding (NHIs per human)",
+                 "NIST CSF 2.0: ID.AM-02, PR.AA-01"),
              targets([(f"sum(nhi_human_identities{s})", "humans")]), "short", NEUTRAL, w=4, h=5, decimals=0),
         stat("NHI:human ratio",
              doc("NHIs per human principal in the selected sources and providers.",
