@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d)
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
 }
 
 fn rss_kib(field: &str) -> u64 {
@@ -34,8 +37,18 @@ fn rss_kib(field: &str) -> u64 {
 }
 
 const RULES: [&str; 12] = [
-    "aws-access-token", "generic-api-key", "github-pat", "slack-webhook-url", "stripe-access-token",
-    "private-key", "gcp-api-key", "jwt", "npm-access-token", "gitlab-pat", "twilio-api-key", "sendgrid-api-token",
+    "aws-access-token",
+    "generic-api-key",
+    "github-pat",
+    "slack-webhook-url",
+    "stripe-access-token",
+    "private-key",
+    "gcp-api-key",
+    "jwt",
+    "npm-access-token",
+    "gitlab-pat",
+    "twilio-api-key",
+    "sendgrid-api-token",
 ];
 
 fn write_report(path: &Path, repo: usize, per: usize, salt: &str) {
@@ -68,7 +81,11 @@ fn write_report(path: &Path, repo: usize, per: usize, salt: &str) {
 fn http_get(port: u16, path: &str) -> Duration {
     let start = Instant::now();
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).unwrap();
     assert!(buf.starts_with(b"HTTP/1.1 200"));
@@ -111,7 +128,10 @@ fn main() {
     )
     .unwrap();
 
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let app = App::open(&cfg).unwrap();
         let scfg = app.config().sources[0].clone();

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -140,8 +140,15 @@ fn read_target(
     }
     let scanned_at = mtime_secs(&meta).unwrap_or(ctx.now).min(ctx.now);
     // The file may grow while we read it: never read more than the cap.
-    let reader = BufReader::with_capacity(256 * 1024, file.take(max + 1));
-    let findings = parse_report(reader, &target, &ctx.hasher).map_err(|e| match e {
+    let mut buf = Vec::with_capacity(meta.len() as usize + 1);
+    file.take(max + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > max {
+        return Err(SourceError::new(
+            ErrorReason::Io,
+            format!("{target}: report grew over max_file_size ({max} bytes) while being read"),
+        ));
+    }
+    let findings = parse_slice(&buf, &target, &ctx.hasher).map_err(|e| match e {
         ParseError::Io(e) => io(e),
         ParseError::Format(m) => SourceError::new(ErrorReason::Parse, format!("{target}: {m}")),
     })?;
@@ -187,8 +194,57 @@ fn json_error(e: serde_json::Error) -> ParseError {
     ParseError::Format(format!("line {} column {}: {what}", e.line(), e.column()))
 }
 
+/// Parse one gitleaks report held in memory (the fast path: serde_json
+/// parses a slice several times faster than a reader).
+pub fn parse_slice(
+    data: &[u8],
+    target: &str,
+    hasher: &SecretHasher,
+) -> Result<Vec<ObservedFinding>, ParseError> {
+    let data = data.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(data);
+    let Some(first) = data.iter().copied().find(|b| !b.is_ascii_whitespace()) else {
+        return Err(empty_file());
+    };
+    let conv = Converter::new(hasher, target);
+    match first {
+        b'[' => {
+            let mut de = serde_json::Deserializer::from_slice(data);
+            let mut out = Vec::new();
+            serde::Deserializer::deserialize_seq(
+                &mut de,
+                SeqVisitor {
+                    conv: &conv,
+                    out: &mut out,
+                },
+            )
+            .map_err(json_error)?;
+            de.end().map_err(json_error)?;
+            Ok(out)
+        }
+        b'{' => {
+            let mut de = serde_json::Deserializer::from_slice(data);
+            let doc = Sarif::deserialize(&mut de).map_err(json_error)?;
+            de.end().map_err(json_error)?;
+            conv.sarif(doc)
+        }
+        _ => Err(not_a_report()),
+    }
+}
+
+fn empty_file() -> ParseError {
+    ParseError::Format(
+        "empty file: a gitleaks report is a JSON array (`[]` when nothing was found) or a SARIF document".into(),
+    )
+}
+
+fn not_a_report() -> ParseError {
+    ParseError::Format(
+        "line 1: not a gitleaks report: expected a JSON array or a SARIF object".into(),
+    )
+}
+
 /// Parse one gitleaks report (JSON array or SARIF 2.1.0, detected from the
-/// first byte) into normalised findings. Secret values are HMAC'd with
+/// first byte) from a reader, streaming. Secret values are HMAC'd with
 /// `hasher` and dropped here.
 pub fn parse_report<R: Read>(
     mut reader: R,
@@ -202,9 +258,7 @@ pub fn parse_report<R: Read>(
     loop {
         let n = reader.read(&mut first).map_err(ParseError::Io)?;
         if n == 0 {
-            return Err(ParseError::Format(
-                "empty file: a gitleaks report is a JSON array (`[]` when nothing was found) or a SARIF document".into(),
-            ));
+            return Err(empty_file());
         }
         let is_bom = pos < 3 && first[0] == [0xEF, 0xBB, 0xBF][pos] && prefix.is_empty();
         pos += 1;
@@ -217,13 +271,7 @@ pub fn parse_report<R: Read>(
         }
     }
     let chained = std::io::Cursor::new(prefix).chain(reader);
-    let repo_fallback = Path::new(target)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned());
-    let conv = Converter {
-        hasher,
-        repo_fallback,
-    };
+    let conv = Converter::new(hasher, target);
     match first[0] {
         b'[' => {
             let mut de = serde_json::Deserializer::from_reader(chained);
@@ -245,9 +293,7 @@ pub fn parse_report<R: Read>(
             de.end().map_err(json_error)?;
             conv.sarif(doc)
         }
-        _ => Err(ParseError::Format(
-            "line 1: not a gitleaks report: expected a JSON array or a SARIF object".into(),
-        )),
+        _ => Err(not_a_report()),
     }
 }
 
@@ -386,7 +432,17 @@ struct Converter<'a> {
     repo_fallback: Option<String>,
 }
 
-impl Converter<'_> {
+impl<'a> Converter<'a> {
+    fn new(hasher: &'a SecretHasher, target: &str) -> Self {
+        let repo_fallback = Path::new(target)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned());
+        Converter {
+            hasher,
+            repo_fallback,
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn finding(
         &self,

@@ -54,6 +54,8 @@ pub struct PollApplier<'c> {
     types: HashMap<String, i64>,
     counters: HashMap<(&'static str, String), f64>,
     hists: HashMap<(&'static str, String), Hist>,
+    /// New findings per secret_type label (hot path: no label encoding).
+    detected: HashMap<String, u64>,
     stats: ApplyStats,
 }
 
@@ -86,6 +88,7 @@ impl<'c> PollApplier<'c> {
             types,
             counters: HashMap::new(),
             hists: HashMap::new(),
+            detected: HashMap::new(),
             stats: ApplyStats::default(),
         })
     }
@@ -280,36 +283,37 @@ impl<'c> PollApplier<'c> {
         let detected_at = f.detected_at.unwrap_or(at).min(self.now.max(at));
         let open = f.closed.is_none();
         let key = self.exposure_key(target, f);
-        let found: Option<(i64, i64)> = self
+        // Most keys are new: one statement inserts, and only a conflict
+        // costs a second lookup.
+        let inserted: Option<i64> = self
             .tx
-            .prepare_cached("SELECT id, first_detected_at FROM exposures WHERE key = ?1")?
-            .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached(
+                "INSERT INTO exposures(key, secret_type, first_detected_at, open_findings, validity)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING RETURNING id",
+            )?
+            .query_row(
+                params![key, type_name, detected_at, open as i64, f.validity.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
-        let exposure_id = match found {
-            Some((id, first)) => {
-                self.tx
-                    .prepare_cached(
-                        "UPDATE exposures SET open_findings = open_findings + ?2, first_detected_at = ?3 WHERE id = ?1",
-                    )?
-                    .execute(params![id, open as i64, first.min(detected_at)])?;
-                dirty.insert(id);
+        let exposure_id = match inserted {
+            Some(id) => {
+                self.stats.exposures_new += 1;
+                if !open || f.validity != Validity::Unknown {
+                    dirty.insert(id);
+                }
                 id
             }
             None => {
                 let id: i64 = self
                     .tx
                     .prepare_cached(
-                        "INSERT INTO exposures(key, secret_type, first_detected_at, open_findings, validity)
-                         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                        "UPDATE exposures SET open_findings = open_findings + ?2,
+                            first_detected_at = MIN(first_detected_at, ?3)
+                         WHERE key = ?1 RETURNING id",
                     )?
-                    .query_row(
-                        params![key, type_name, detected_at, open as i64, f.validity.as_str()],
-                        |r| r.get(0),
-                    )?;
-                self.stats.exposures_new += 1;
-                if !open || f.validity != Validity::Unknown {
-                    dirty.insert(id);
-                }
+                    .query_row(params![key, open as i64, detected_at], |r| r.get(0))?;
+                dirty.insert(id);
                 id
             }
         };
@@ -348,14 +352,10 @@ impl<'c> PollApplier<'c> {
                 )?
                 .execute(params![exposure_id, link.provider, link.id])?;
         }
-        let source = self.source.clone();
-        self.count(
-            "nhi_findings_detected_total",
-            &[("source", &source), ("secret_type", &type_label)],
-            1.0,
-        );
+        *self.detected.entry(type_label).or_default() += 1;
         self.stats.findings_new += 1;
         if let (Some(r), Some(c)) = (f.closed.map(|c| c.0), closed_at) {
+            let source = self.source.clone();
             self.count(
                 "nhi_findings_closed_total",
                 &[("source", &source), ("resolution", r.as_str())],
@@ -450,6 +450,14 @@ impl<'c> PollApplier<'c> {
 
     /// Persist counters and the poll's success, then commit.
     pub fn commit(mut self) -> Result<ApplyStats, StoreError> {
+        let source = self.source.clone();
+        for (label, n) in std::mem::take(&mut self.detected) {
+            self.count(
+                "nhi_findings_detected_total",
+                &[("source", &source), ("secret_type", &label)],
+                n as f64,
+            );
+        }
         for ((name, labels), by) in std::mem::take(&mut self.counters) {
             self.tx
                 .prepare_cached(

@@ -38,7 +38,6 @@ CREATE TABLE exposures(
 CREATE INDEX exposures_first_detected ON exposures(first_detected_at);
 CREATE INDEX exposures_closed ON exposures(closed_at) WHERE closed_at IS NOT NULL;
 CREATE INDEX exposures_revoked ON exposures(revoked_at) WHERE revoked_at IS NOT NULL;
-CREATE INDEX exposures_open ON exposures(validity, first_detected_at) WHERE open_findings > 0;
 
 -- One scanner's report of a secret. Location is kept here, never a label.
 -- No secret value is ever stored.
@@ -64,7 +63,6 @@ CREATE TABLE findings(
 CREATE INDEX findings_exposure ON findings(exposure_id);
 CREATE INDEX findings_detected ON findings(detected_at);
 CREATE INDEX findings_closed ON findings(closed_at) WHERE closed_at IS NOT NULL;
-CREATE INDEX findings_open ON findings(source, secret_type, validity) WHERE open = 1;
 
 -- Non-secret credential ids seen in a leak (AWS access key id, ...).
 CREATE TABLE exposure_links(

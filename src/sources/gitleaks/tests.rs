@@ -12,9 +12,28 @@ fn hasher() -> SecretHasher {
     SecretHasher::new([42; 32])
 }
 
+/// Both parsers (slice and streaming reader) must agree on every fixture.
 fn parse(name: &str) -> Result<Vec<ObservedFinding>, ParseError> {
-    let f = File::open(fixture(name)).unwrap();
-    parse_report(BufReader::new(f), &format!("/reports/{name}"), &hasher())
+    let data = std::fs::read(fixture(name)).unwrap();
+    let target = format!("/reports/{name}");
+    let a = parse_slice(&data, &target, &hasher());
+    let b = parse_report(
+        std::io::BufReader::new(File::open(fixture(name)).unwrap()),
+        &target,
+        &hasher(),
+    );
+    match (&a, &b) {
+        (Ok(x), Ok(y)) => assert_eq!(x, y, "{name}: slice and reader parsers disagree"),
+        (Err(ParseError::Format(x)), Err(ParseError::Format(y))) => {
+            assert_eq!(
+                x.split(':').next(),
+                y.split(':').next(),
+                "{name}: {x} vs {y}"
+            )
+        }
+        _ => panic!("{name}: slice {a:?} vs reader {b:?}"),
+    }
+    a
 }
 
 #[test]
