@@ -347,6 +347,12 @@ impl App {
                         Err(e) => tracing::error!(error = %e, "KPI computation panicked"),
                     }
                     self.render();
+                    // Fold the WAL into the database file once the new
+                    // snapshot is served (off the poll's critical path).
+                    let store = self.store.clone();
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed; retried after the next poll");
+                    }
                 }
                 _ = tick.tick() => self.render(),
             }

@@ -79,6 +79,10 @@ pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
         all_ok &= r.unwrap_or(false);
     }
     initial_snapshot(&app).await;
+    let store = app.store.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        tracing::warn!(error = %e, "WAL checkpoint failed");
+    }
     let body = app.exposition();
     let mut out = std::io::stdout().lock();
     out.write_all(&body)

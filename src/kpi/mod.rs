@@ -96,9 +96,9 @@ pub fn compute(conn: &Connection, policy: &Policy, now: i64) -> Result<Snapshot,
 
     let types = type_labels(conn, policy.max_secret_types)?;
     {
+        // Maintained by every transition: no scan of the findings table.
         let mut stmt = conn.prepare(
-            "SELECT source, secret_type, validity, COUNT(*) FROM findings WHERE open = 1
-             GROUP BY source, secret_type, validity",
+            "SELECT source, secret_type, validity, open FROM finding_counts WHERE open > 0",
         )?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
@@ -211,6 +211,8 @@ fn window_kpis(
     now: i64,
 ) -> Result<WindowKpis, StoreError> {
     // Findings: closed in the window / (open at its start + detected in it).
+    // Index-only counts; a finding closed before the start was detected
+    // before it, so open-at-start = detected before - closed before.
     let closed_in = count(
         conn,
         "SELECT COUNT(*) FROM findings WHERE closed_at >= ?1 AND closed_at <= ?2",
@@ -225,13 +227,16 @@ fn window_kpis(
     )?;
     let open_at_start = count(
         conn,
-        "SELECT COUNT(*) FROM findings WHERE detected_at < ?1 AND (open = 1 OR closed_at >= ?1) AND ?2 >= ?1",
+        "SELECT (SELECT COUNT(*) FROM findings WHERE detected_at < ?1)
+              - (SELECT COUNT(*) FROM findings WHERE closed_at < ?1) + 0 * ?2",
         start,
         now,
-    )?;
+    )?
+    .max(0);
     let closure_ratio = windows::ratio(closed_in, open_at_start + detected_in);
 
-    // Exposures: confirmed revoked in the window / (open at its start + opened in it).
+    // Exposures: confirmed revoked in the window / (open and unrevoked at its
+    // start + opened in it), by inclusion-exclusion over the indexes.
     let revoked_in = count(
         conn,
         "SELECT COUNT(*) FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
@@ -246,12 +251,14 @@ fn window_kpis(
     )?;
     let exp_open_at_start = count(
         conn,
-        "SELECT COUNT(*) FROM exposures WHERE first_detected_at < ?1
-            AND (closed_at IS NULL OR closed_at >= ?1)
-            AND (revoked_at IS NULL OR revoked_at >= ?1) AND ?2 >= ?1",
+        "SELECT (SELECT COUNT(*) FROM exposures WHERE first_detected_at < ?1)
+              - (SELECT COUNT(*) FROM exposures WHERE closed_at < ?1)
+              - (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1)
+              + (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1 AND closed_at < ?1) + 0 * ?2",
         start,
         now,
-    )?;
+    )?
+    .max(0);
     let exposure_reduction_ratio = windows::ratio(revoked_in, exp_open_at_start + opened_in);
 
     let mut ttr: Vec<i64> = {

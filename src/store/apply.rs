@@ -42,6 +42,15 @@ struct Existing {
     open: bool,
     validity: String,
     detected_at: i64,
+    secret_type: String,
+}
+
+/// 16 bytes of SHA-256 of a scanner's finding id: the compact unique key.
+fn scanner_key(id: &str) -> [u8; 16] {
+    let d = Sha256::digest(id.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
 }
 
 /// Applies one poll. Dropping it without [`PollApplier::commit`] rolls
@@ -56,6 +65,10 @@ pub struct PollApplier<'c> {
     hists: HashMap<(&'static str, String), Hist>,
     /// New findings per secret_type label (hot path: no label encoding).
     detected: HashMap<String, u64>,
+    /// Raw scanner rule id → normalised secret type.
+    normalised: HashMap<String, String>,
+    /// Change of open findings per (secret type, validity).
+    open_delta: HashMap<(String, &'static str), i64>,
     stats: ApplyStats,
 }
 
@@ -89,6 +102,8 @@ impl<'c> PollApplier<'c> {
             counters: HashMap::new(),
             hists: HashMap::new(),
             detected: HashMap::new(),
+            open_delta: HashMap::new(),
+            normalised: HashMap::new(),
             stats: ApplyStats::default(),
         })
     }
@@ -129,12 +144,24 @@ impl<'c> PollApplier<'c> {
             .observe(v.max(0.0));
     }
 
+    fn adjust_open(&mut self, secret_type: &str, validity: &str, d: i64) {
+        let v = Validity::parse(validity)
+            .unwrap_or(Validity::Unknown)
+            .as_str();
+        *self
+            .open_delta
+            .entry((secret_type.to_string(), v))
+            .or_default() += d;
+    }
+
+    /// Tag byte + 128 bits: collisions are out of reach (2^64 secrets for a
+    /// 50% chance) and the random-order unique index stays small.
     fn exposure_key(&self, target: &str, f: &ObservedFinding) -> Vec<u8> {
         match &f.exposure {
             ExposureKey::Secret(h) => {
-                let mut k = Vec::with_capacity(33);
+                let mut k = Vec::with_capacity(17);
                 k.push(b's');
-                k.extend_from_slice(h);
+                k.extend_from_slice(&h[..16]);
                 k
             }
             ExposureKey::ScannerId => {
@@ -144,9 +171,9 @@ impl<'c> PollApplier<'c> {
                 d.update(target.as_bytes());
                 d.update([0]);
                 d.update(f.scanner_id.as_bytes());
-                let mut k = Vec::with_capacity(33);
+                let mut k = Vec::with_capacity(17);
                 k.push(b'i');
-                k.extend_from_slice(&d.finalize());
+                k.extend_from_slice(&d.finalize()[..16]);
                 k
             }
         }
@@ -165,7 +192,8 @@ impl<'c> PollApplier<'c> {
         let mut existing: HashMap<String, Existing> = HashMap::new();
         {
             let mut stmt = self.tx.prepare_cached(
-                "SELECT id, scanner_id, exposure_id, open, validity, detected_at FROM findings WHERE target_id = ?1",
+                "SELECT id, scanner_id, exposure_id, open, validity, detected_at, secret_type
+                 FROM findings WHERE target_id = ?1",
             )?;
             let mut rows = stmt.query([target_id])?;
             while let Some(r) = rows.next()? {
@@ -177,6 +205,7 @@ impl<'c> PollApplier<'c> {
                         open: r.get::<_, i64>(3)? != 0,
                         validity: r.get(4)?,
                         detected_at: r.get(5)?,
+                        secret_type: r.get(6)?,
                     },
                 );
             }
@@ -215,6 +244,7 @@ impl<'c> PollApplier<'c> {
         self.tx
             .prepare_cached("UPDATE exposures SET open_findings = open_findings - 1 WHERE id = ?1")?
             .execute([e.exposure_id])?;
+        self.adjust_open(&e.secret_type, &e.validity, -1);
         let source = self.source.clone();
         self.count(
             "nhi_findings_closed_total",
@@ -243,7 +273,17 @@ impl<'c> PollApplier<'c> {
                 .prepare_cached("UPDATE findings SET validity = ?2 WHERE id = ?1")?
                 .execute(params![e.id, validity])?;
             dirty.insert(e.exposure_id);
+            if e.open {
+                self.adjust_open(&e.secret_type, &e.validity, -1);
+                self.adjust_open(&e.secret_type, validity, 1);
+            }
         }
+        // From here on the finding carries its new validity.
+        let e = &Existing {
+            validity: validity.to_string(),
+            secret_type: e.secret_type.clone(),
+            ..*e
+        };
         match (&f.closed, e.open) {
             (None, true) => {}
             (None, false) => {
@@ -258,6 +298,7 @@ impl<'c> PollApplier<'c> {
                         "UPDATE exposures SET open_findings = open_findings + 1 WHERE id = ?1",
                     )?
                     .execute([e.exposure_id])?;
+                self.adjust_open(&e.secret_type, &e.validity, 1);
                 self.stats.findings_reopened += 1;
                 dirty.insert(e.exposure_id);
             }
@@ -278,24 +319,29 @@ impl<'c> PollApplier<'c> {
         at: i64,
         dirty: &mut HashSet<i64>,
     ) -> Result<(), StoreError> {
-        let type_name = normalise_secret_type(&f.secret_type);
+        let type_name = match self.normalised.get(&f.secret_type) {
+            Some(n) => n.clone(),
+            None => {
+                let n = normalise_secret_type(&f.secret_type);
+                self.normalised.insert(f.secret_type.clone(), n.clone());
+                n
+            }
+        };
         let type_label = self.type_label(&type_name)?;
         let detected_at = f.detected_at.unwrap_or(at).min(self.now.max(at));
         let open = f.closed.is_none();
         let key = self.exposure_key(target, f);
         // Most keys are new: one statement inserts, and only a conflict
         // costs a second lookup.
-        let inserted: Option<i64> = self
+        // (No RETURNING: SQLite materialises it in a temporary table per row.)
+        let changed = self
             .tx
             .prepare_cached(
                 "INSERT INTO exposures(key, secret_type, first_detected_at, open_findings, validity)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING RETURNING id",
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING",
             )?
-            .query_row(
-                params![key, type_name, detected_at, open as i64, f.validity.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?;
+            .execute(params![key, type_name, detected_at, open as i64, f.validity.as_str()])?;
+        let inserted = (changed == 1).then(|| self.tx.last_insert_rowid());
         let exposure_id = match inserted {
             Some(id) => {
                 self.stats.exposures_new += 1;
@@ -305,15 +351,26 @@ impl<'c> PollApplier<'c> {
                 id
             }
             None => {
-                let id: i64 = self
+                let (id, open_before, validity_before): (i64, i64, String) = self
                     .tx
                     .prepare_cached(
-                        "UPDATE exposures SET open_findings = open_findings + ?2,
-                            first_detected_at = MIN(first_detected_at, ?3)
-                         WHERE key = ?1 RETURNING id",
+                        "SELECT id, open_findings, validity FROM exposures WHERE key = ?1",
                     )?
-                    .query_row(params![key, open as i64, detected_at], |r| r.get(0))?;
-                dirty.insert(id);
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                self.tx
+                    .prepare_cached(
+                        "UPDATE exposures SET open_findings = open_findings + ?2,
+                            first_detected_at = MIN(first_detected_at, ?3) WHERE id = ?1",
+                    )?
+                    .execute(params![id, open as i64, detected_at])?;
+                // Another open finding of an open exposure, adding no validity
+                // information, cannot change the exposure's state.
+                let unchanged = open
+                    && open_before > 0
+                    && (f.validity == Validity::Unknown || f.validity.as_str() == validity_before);
+                if !unchanged {
+                    dirty.insert(id);
+                }
                 id
             }
         };
@@ -324,13 +381,14 @@ impl<'c> PollApplier<'c> {
         let loc = &f.location;
         self.tx
             .prepare_cached(
-                "INSERT INTO findings(source, target_id, scanner_id, exposure_id, secret_type, repository, file, line,
-                    commit_sha, detected_at, committed_at, open, resolution, closed_at, validity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
+                    file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 self.source,
                 target_id,
+                scanner_key(&f.scanner_id),
                 f.scanner_id,
                 exposure_id,
                 type_name,
@@ -353,6 +411,9 @@ impl<'c> PollApplier<'c> {
                 .execute(params![exposure_id, link.provider, link.id])?;
         }
         *self.detected.entry(type_label).or_default() += 1;
+        if open {
+            self.adjust_open(&type_name, f.validity.as_str(), 1);
+        }
         self.stats.findings_new += 1;
         if let (Some(r), Some(c)) = (f.closed.map(|c| c.0), closed_at) {
             let source = self.source.clone();
@@ -451,6 +512,20 @@ impl<'c> PollApplier<'c> {
     /// Persist counters and the poll's success, then commit.
     pub fn commit(mut self) -> Result<ApplyStats, StoreError> {
         let source = self.source.clone();
+        for ((secret_type, validity), d) in std::mem::take(&mut self.open_delta) {
+            if d != 0 {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO finding_counts(source, secret_type, validity, open) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT(source, secret_type, validity) DO UPDATE SET open = open + excluded.open",
+                    )?
+                    .execute(params![source, secret_type, validity, d])?;
+            }
+        }
+        self.tx.execute(
+            "DELETE FROM finding_counts WHERE source = ?1 AND open = 0",
+            [&source],
+        )?;
         for (label, n) in std::mem::take(&mut self.detected) {
             self.count(
                 "nhi_findings_detected_total",

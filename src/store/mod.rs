@@ -142,6 +142,12 @@ impl Store {
         // findings touches indexes larger than the readers' 32 MiB.
         conn.pragma_update(None, "cache_size", -96_000)
             .map_err(classify)?;
+        // Checkpoints run after each commit on a separate connection
+        // (`Store::checkpoint`), not inside the poll's commit.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(classify)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(classify)?;
         let mut conn = conn;
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction()?;
@@ -188,6 +194,18 @@ impl Store {
         // A panic while holding the lock rolls back its transaction (the
         // Transaction is dropped during unwinding), so the data is consistent.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Copy committed WAL frames into the database file without blocking
+    /// readers or the writer (PASSIVE). Called after each applied poll.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// A new read-only connection, for KPI queries.

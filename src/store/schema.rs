@@ -21,8 +21,9 @@ CREATE TABLE targets(
     UNIQUE(source, target)
 );
 
--- The secret behind findings, across scanners. `key` is the HMAC of the
--- secret value, or a hash of the scanner's own id when there is no value.
+-- The secret behind findings, across scanners. `key` is a tag byte and the
+-- first 128 bits of the HMAC of the secret value (or of a hash of the
+-- scanner's own id when there is no value).
 CREATE TABLE exposures(
     id                INTEGER PRIMARY KEY,
     key               BLOB NOT NULL UNIQUE,
@@ -45,6 +46,7 @@ CREATE TABLE findings(
     id           INTEGER PRIMARY KEY,
     source       TEXT NOT NULL,
     target_id    INTEGER NOT NULL REFERENCES targets(id),
+    scanner_key  BLOB NOT NULL,   -- 16 bytes of SHA-256(scanner_id): a compact unique key
     scanner_id   TEXT NOT NULL,
     exposure_id  INTEGER NOT NULL REFERENCES exposures(id),
     secret_type  TEXT NOT NULL,
@@ -58,11 +60,21 @@ CREATE TABLE findings(
     resolution   TEXT,
     closed_at    INTEGER,
     validity     TEXT NOT NULL,
-    UNIQUE(target_id, scanner_id)
+    UNIQUE(target_id, scanner_key)
 );
 CREATE INDEX findings_exposure ON findings(exposure_id);
 CREATE INDEX findings_detected ON findings(detected_at);
 CREATE INDEX findings_closed ON findings(closed_at) WHERE closed_at IS NOT NULL;
+
+-- Open findings per (source, secret type, validity), maintained by every
+-- transition so that the KPIs never scan the findings table.
+CREATE TABLE finding_counts(
+    source      TEXT NOT NULL,
+    secret_type TEXT NOT NULL,
+    validity    TEXT NOT NULL,
+    open        INTEGER NOT NULL,
+    PRIMARY KEY(source, secret_type, validity)
+) WITHOUT ROWID;
 
 -- Non-secret credential ids seen in a leak (AWS access key id, ...).
 CREATE TABLE exposure_links(

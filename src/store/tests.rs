@@ -33,12 +33,44 @@ pub(crate) fn scan(target: &str, at: i64, findings: Vec<ObservedFinding>) -> Tar
 }
 
 pub(crate) fn apply(store: &Store, source: &str, now: i64, scans: &[TargetScan]) -> ApplyStats {
-    let mut conn = store.writer();
-    let mut ap = PollApplier::begin(&mut conn, source, now, 100).unwrap();
-    for s in scans {
-        ap.target(s).unwrap();
-    }
-    ap.commit().unwrap()
+    let stats = {
+        let mut conn = store.writer();
+        let mut ap = PollApplier::begin(&mut conn, source, now, 100).unwrap();
+        for s in scans {
+            ap.target(s).unwrap();
+        }
+        ap.commit().unwrap()
+    };
+    assert_counts_consistent(store);
+    stats
+}
+
+/// The incrementally maintained aggregates equal a full recount.
+pub(crate) fn assert_counts_consistent(store: &Store) {
+    let r = store.reader().unwrap();
+    let rows = |sql: &str| -> Vec<(String, String, String, i64)> {
+        let mut st = r.prepare(sql).unwrap();
+        let v = st
+            .query_map([], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        v
+    };
+    assert_eq!(
+        rows("SELECT source, secret_type, validity, open FROM finding_counts WHERE open != 0 ORDER BY 1, 2, 3"),
+        rows("SELECT source, secret_type, validity, COUNT(*) FROM findings WHERE open = 1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"),
+        "finding_counts drifted from the findings"
+    );
+    let drift: i64 = r
+        .query_row(
+            "SELECT COUNT(*) FROM exposures e WHERE open_findings !=
+               (SELECT COUNT(*) FROM findings f WHERE f.exposure_id = e.id AND f.open = 1)",
+            [],
+            |x| x.get(0),
+        )
+        .unwrap();
+    assert_eq!(drift, 0, "exposures.open_findings drifted");
 }
 
 fn open_store(dir: &tempfile::TempDir) -> Store {
@@ -330,6 +362,7 @@ fn secret_types_are_capped_in_first_seen_order() {
         ap.target(&scan("t", 100, fs)).unwrap();
         ap.commit().unwrap();
     }
+    assert_counts_consistent(&store);
     let r = store.reader().unwrap();
     for (t, n) in [
         ("aws", 1.0),
