@@ -12,7 +12,10 @@ fn repo() -> PathBuf {
 
 #[test]
 fn bundled_configs_validate() {
-    for (file, env) in [("config/example.yaml", vec![("SCAN_DIR", "/scans")]), ("config/demo.yaml", vec![])] {
+    for (file, env) in [
+        ("config/example.yaml", vec![("SCAN_DIR", "/scans")]),
+        ("config/demo.yaml", vec![]),
+    ] {
         let out = Command::new(BIN)
             .arg(format!("--config.file={}", repo().join(file).display()))
             .arg("--config.check")
@@ -40,7 +43,11 @@ fn every_exposed_metric_is_documented() {
         ),
     )
     .unwrap();
-    let out = Command::new(BIN).arg(format!("--config.file={}", cfg.display())).arg("--once").output().unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let doc = std::fs::read_to_string(repo().join("docs/METRICS.md")).unwrap();
@@ -52,7 +59,10 @@ fn every_exposed_metric_is_documented() {
     families.dedup();
     assert!(families.len() >= 20, "{families:?}");
     for f in families {
-        assert!(doc.contains(&format!("`{f}`")), "{f} is not documented in docs/METRICS.md");
+        assert!(
+            doc.contains(&format!("`{f}`")),
+            "{f} is not documented in docs/METRICS.md"
+        );
     }
     // HELP strings say that values come from the latest poll.
     for l in text.lines().filter(|l| l.starts_with("# HELP nhi_")) {
@@ -61,7 +71,10 @@ fn every_exposed_metric_is_documented() {
             && !name.starts_with("nhi_config_")
             && name != "nhi_exporter_build_info";
         if domain {
-            assert!(l.contains("latest poll"), "HELP of {name} must say values come from the latest poll");
+            assert!(
+                l.contains("latest poll"),
+                "HELP of {name} must say values come from the latest poll"
+            );
         }
     }
 }
@@ -71,6 +84,9 @@ fn version_names_the_build() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     let v = String::from_utf8_lossy(&out.stdout);
-    assert!(v.starts_with(&format!("nhi-exporter {}", env!("CARGO_PKG_VERSION"))), "{v}");
+    assert!(
+        v.starts_with(&format!("nhi-exporter {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
     assert!(v.contains("revision"), "{v}");
 }

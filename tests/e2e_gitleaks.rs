@@ -643,3 +643,43 @@ fn which(cmd: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+#[test]
+fn a_failing_source_does_not_affect_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        "",
+        "  - name: broken\n    type: gitleaks\n    interval: 1s\n    paths: [\"broken/*.json\"]\n",
+    );
+    std::fs::create_dir_all(dir.path().join("broken")).unwrap();
+    std::fs::write(dir.path().join("broken/r.json"), "{{{{ not json").unwrap();
+    write_report(
+        &dir.path().join("reports/ok.json"),
+        &[gl_finding("generic-api-key", "iso-value", "i.py", 1, "c")],
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("both polled", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+            && m.get(
+                "nhi_source_errors_total",
+                &[("source", "broken"), ("reason", "parse")],
+            )
+            .unwrap_or(0.0)
+                >= 2.0
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "broken")]), Some(0.0));
+    assert_eq!(
+        m.get(
+            "nhi_source_last_success_timestamp_seconds",
+            &[("source", "broken")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "ci")]), 1.0);
+    let (code, _) = ex.get("/-/ready");
+    assert_eq!(
+        code, 200,
+        "ready once every source was polled, success or not"
+    );
+}

@@ -144,12 +144,16 @@ impl SourceConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceKind {
     Gitleaks(GitleaksConfig),
+    Trufflehog(TrufflehogConfig),
+    DetectSecrets(DetectSecretsConfig),
 }
 
 impl SourceKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceKind::Gitleaks(_) => "gitleaks",
+            SourceKind::Trufflehog(_) => "trufflehog",
+            SourceKind::DetectSecrets(_) => "detect_secrets",
         }
     }
 }
@@ -160,6 +164,23 @@ pub struct GitleaksConfig {
     pub paths: Vec<String>,
     /// Reports larger than this are rejected (counted `io` error) rather
     /// than read into memory.
+    pub max_file_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrufflehogConfig {
+    /// Glob patterns of trufflehog v3 `--json` (JSON lines) reports, made
+    /// absolute.
+    pub paths: Vec<String>,
+    /// Reports larger than this are rejected (counted `io` error).
+    pub max_file_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectSecretsConfig {
+    /// Glob patterns of detect-secrets baseline files, made absolute.
+    pub paths: Vec<String>,
+    /// Baselines larger than this are rejected (counted `io` error).
     pub max_file_size: u64,
 }
 

@@ -5,9 +5,9 @@
 //! path; each section is then decoded into a `deny_unknown_fields` struct.
 
 use super::{
-    format_duration, parse_size, Config, ConfigIssue, Dur, GitleaksConfig, LabelsConfig, Policy,
-    Privileged, SourceConfig, SourceKind, StateConfig, Window, DEFAULT_INTERVAL,
-    DEFAULT_MAX_FILE_SIZE, DEFAULT_TIMEOUT,
+    format_duration, parse_size, Config, ConfigIssue, DetectSecretsConfig, Dur, GitleaksConfig,
+    LabelsConfig, Policy, Privileged, SourceConfig, SourceKind, StateConfig, TrufflehogConfig,
+    Window, DEFAULT_INTERVAL, DEFAULT_MAX_FILE_SIZE, DEFAULT_TIMEOUT,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -77,8 +77,22 @@ struct RawGitleaks {
     max_file_size: Option<serde_yaml::Value>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrufflehog {
+    paths: Vec<String>,
+    max_file_size: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetectSecrets {
+    paths: Vec<String>,
+    max_file_size: Option<serde_yaml::Value>,
+}
+
 /// The source types this build knows, for messages.
-const SOURCE_TYPES: &[&str] = &["gitleaks"];
+const SOURCE_TYPES: &[&str] = &["gitleaks", "trufflehog", "detect_secrets"];
 
 const TOP_KEYS: [&str; 4] = ["state", "policy", "labels", "sources"];
 
@@ -235,11 +249,19 @@ fn decode<T: DeserializeOwned>(v: Value, prefix: &str, issues: &mut Issues) -> O
 }
 
 /// serde's messages mention Rust-isms; make the common ones operator-friendly.
+/// A type error quotes the offending value, which may be a credential: drop it.
 fn friendly(msg: String) -> String {
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         // "unknown field `x`, expected one of `a`, `b`"
         return format!("unknown key {}", rest.replace('`', "\""));
     }
+    let msg = match (
+        msg.strip_prefix("invalid type: string "),
+        msg.rfind(", expected "),
+    ) {
+        (Some(_), Some(at)) => format!("invalid type: a string{}", &msg[at..]),
+        _ => msg,
+    };
     msg.replace('`', "\"")
 }
 
@@ -512,38 +534,27 @@ fn validate_source(
     let kind = match kind_name.as_str() {
         "gitleaks" => {
             let r: RawGitleaks = decode(Value::Mapping(specific), path, issues)?;
-            if r.paths.is_empty() {
-                issues.push(
-                    format!("{path}.paths"),
-                    "must list at least one glob of report files",
-                );
-            }
-            let mut paths = Vec::new();
-            for (i, p) in r.paths.iter().enumerate() {
-                let abs = resolve(base, p).to_string_lossy().into_owned();
-                if let Err(e) = glob::Pattern::new(&abs) {
-                    issues.push(
-                        format!("{path}.paths[{i}]"),
-                        format!("invalid glob {p:?}: {e}"),
-                    );
-                }
-                paths.push(abs);
-            }
-            let max_file_size = match r.max_file_size {
-                None => DEFAULT_MAX_FILE_SIZE,
-                Some(v) => match size_value(&v) {
-                    Ok(n) if n > 0 => n,
-                    Ok(_) => {
-                        issues.push(format!("{path}.max_file_size"), "must be greater than 0");
-                        DEFAULT_MAX_FILE_SIZE
-                    }
-                    Err(e) => {
-                        issues.push(format!("{path}.max_file_size"), e);
-                        DEFAULT_MAX_FILE_SIZE
-                    }
-                },
-            };
+            let (paths, max_file_size) =
+                report_files(&r.paths, r.max_file_size.as_ref(), path, base, issues);
             SourceKind::Gitleaks(GitleaksConfig {
+                paths,
+                max_file_size,
+            })
+        }
+        "trufflehog" => {
+            let r: RawTrufflehog = decode(Value::Mapping(specific), path, issues)?;
+            let (paths, max_file_size) =
+                report_files(&r.paths, r.max_file_size.as_ref(), path, base, issues);
+            SourceKind::Trufflehog(TrufflehogConfig {
+                paths,
+                max_file_size,
+            })
+        }
+        "detect_secrets" => {
+            let r: RawDetectSecrets = decode(Value::Mapping(specific), path, issues)?;
+            let (paths, max_file_size) =
+                report_files(&r.paths, r.max_file_size.as_ref(), path, base, issues);
+            SourceKind::DetectSecrets(DetectSecretsConfig {
                 paths,
                 max_file_size,
             })
@@ -569,6 +580,49 @@ fn validate_source(
         enabled: c.enabled.unwrap_or(true),
         kind,
     })
+}
+
+/// The keys of the report-file sources: `paths` (globs, made absolute)
+/// and `max_file_size`.
+fn report_files(
+    raw_paths: &[String],
+    max_file_size: Option<&Value>,
+    path: &str,
+    base: &Path,
+    issues: &mut Issues,
+) -> (Vec<String>, u64) {
+    if raw_paths.is_empty() {
+        issues.push(
+            format!("{path}.paths"),
+            "must list at least one glob of report files",
+        );
+    }
+    let mut paths = Vec::new();
+    for (i, p) in raw_paths.iter().enumerate() {
+        let abs = resolve(base, p).to_string_lossy().into_owned();
+        if let Err(e) = glob::Pattern::new(&abs) {
+            issues.push(
+                format!("{path}.paths[{i}]"),
+                format!("invalid glob {p:?}: {e}"),
+            );
+        }
+        paths.push(abs);
+    }
+    let max_file_size = match max_file_size {
+        None => DEFAULT_MAX_FILE_SIZE,
+        Some(v) => match size_value(v) {
+            Ok(n) if n > 0 => n,
+            Ok(_) => {
+                issues.push(format!("{path}.max_file_size"), "must be greater than 0");
+                DEFAULT_MAX_FILE_SIZE
+            }
+            Err(e) => {
+                issues.push(format!("{path}.max_file_size"), e);
+                DEFAULT_MAX_FILE_SIZE
+            }
+        },
+    };
+    (paths, max_file_size)
 }
 
 fn size_value(v: &Value) -> Result<u64, String> {

@@ -161,6 +161,16 @@ sources:
 }
 
 #[test]
+fn type_errors_do_not_echo_the_value() {
+    let got = errs("labels: {team: {enabled: 'canary-secret-value'}}");
+    assert!(
+        got[0].starts_with("labels.team.enabled: invalid type: a string, expected"),
+        "{got:?}"
+    );
+    assert!(!got[0].contains("canary"), "{got:?}");
+}
+
+#[test]
 fn dollar_escapes() {
     let e = env_of(&[("X", "1")]);
     assert_eq!(raw::expand_str("a$$b${X}c$d", &e).unwrap(), "a$b1c$d");

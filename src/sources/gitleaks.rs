@@ -2,24 +2,25 @@
 //! is the latest scan of one target; a finding missing from a target's newer
 //! scan was closed with resolution `disappeared`.
 //!
-//! Fetching (globbing, change detection, reading) is kept apart from
-//! parsing ([`parse_report`]), which is pure and tested on fixtures.
+//! Fetching (globbing, change detection, reading: [`super::files`]) is kept
+//! apart from parsing ([`parse_slice`], [`parse_report`]), which is pure and
+//! tested on fixtures.
 
+use super::files::{self, json_error, repository_from_link};
+pub use super::files::{aws_key_ids, ParseError};
 use super::{
-    CredentialRef, ErrorReason, ExposureKey, Location, ObservationItem, ObservationSender,
-    ObservedFinding, PollContext, SourceError, TargetScan, Validity,
+    ExposureKey, Location, ObservationSender, ObservedFinding, PollContext, SourceError, Validity,
 };
 use crate::config::GitleaksConfig;
 use crate::hashing::SecretHasher;
-use regex::Regex;
 use serde::de::{SeqAccess, Visitor};
 use serde::Deserialize;
-use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-use std::sync::OnceLock;
+// Names the unit tests (`use super::*`) rely on.
+#[cfg(test)]
+use {super::CredentialRef, std::fs::File};
 
 #[derive(Debug, Clone)]
 pub struct GitleaksSource {
@@ -33,165 +34,11 @@ impl GitleaksSource {
 
     pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
         let cfg = self.cfg.clone();
-        tokio::task::spawn_blocking(move || poll_blocking(&cfg, &ctx, &out))
-            .await
-            .map_err(|e| SourceError::new(ErrorReason::Io, format!("poll task failed: {e}")))?
+        files::spawn_poll(move || {
+            files::poll_files(&cfg.paths, cfg.max_file_size, parse_slice, &ctx, &out)
+        })
+        .await
     }
-}
-
-/// A stable marker of a file's content version without reading it.
-fn fingerprint(meta: &std::fs::Metadata) -> String {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        format!(
-            "{}:{}.{}:{}",
-            meta.len(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ino()
-        )
-    }
-    #[cfg(not(unix))]
-    {
-        let m = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        format!("{}:{}", meta.len(), m)
-    }
-}
-
-fn mtime_secs(meta: &std::fs::Metadata) -> Option<i64> {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64)
-}
-
-fn poll_blocking(
-    cfg: &GitleaksConfig,
-    ctx: &PollContext,
-    out: &ObservationSender,
-) -> Result<(), SourceError> {
-    let mut files = BTreeSet::new();
-    for pattern in &cfg.paths {
-        let paths = glob::glob(pattern).map_err(|e| {
-            SourceError::new(ErrorReason::Io, format!("invalid glob {pattern:?}: {e}"))
-        })?;
-        for entry in paths {
-            match entry {
-                Ok(p) if p.is_file() => {
-                    files.insert(p);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let target = e.path().to_string_lossy().into_owned();
-                    let error =
-                        SourceError::new(ErrorReason::Io, format!("{target}: {}", e.error()));
-                    out.send_blocking(ObservationItem::TargetFailed { target, error })
-                        .map_err(|_| cancelled())?;
-                }
-            }
-        }
-    }
-    if files.is_empty() {
-        tracing::debug!(source = %ctx.source, "no report file matches the configured paths");
-    }
-    for path in files {
-        let target = path.to_string_lossy().into_owned();
-        let item = match read_target(&path, cfg.max_file_size, ctx) {
-            Ok(Some(scan)) => ObservationItem::Target(scan),
-            Ok(None) => ObservationItem::TargetUnchanged { target },
-            Err(error) => ObservationItem::TargetFailed { target, error },
-        };
-        out.send_blocking(item).map_err(|_| cancelled())?;
-    }
-    Ok(())
-}
-
-fn cancelled() -> SourceError {
-    SourceError::new(ErrorReason::Timeout, "poll cancelled")
-}
-
-fn read_target(
-    path: &Path,
-    max: u64,
-    ctx: &PollContext,
-) -> Result<Option<TargetScan>, SourceError> {
-    let target = path.to_string_lossy().into_owned();
-    let io = |e: std::io::Error| SourceError::new(ErrorReason::Io, format!("{target}: {e}"));
-    let file = File::open(path).map_err(io)?;
-    let meta = file.metadata().map_err(io)?;
-    let fp = fingerprint(&meta);
-    if ctx.known_targets.get(&target) == Some(&fp) {
-        return Ok(None);
-    }
-    if meta.len() > max {
-        return Err(SourceError::new(
-            ErrorReason::Io,
-            format!(
-                "{target}: report is {} bytes, over max_file_size ({max} bytes); raise max_file_size or split the scan",
-                meta.len()
-            ),
-        ));
-    }
-    let scanned_at = mtime_secs(&meta).unwrap_or(ctx.now).min(ctx.now);
-    // The file may grow while we read it: never read more than the cap.
-    let mut buf = Vec::with_capacity(meta.len() as usize + 1);
-    file.take(max + 1).read_to_end(&mut buf).map_err(io)?;
-    if buf.len() as u64 > max {
-        return Err(SourceError::new(
-            ErrorReason::Io,
-            format!("{target}: report grew over max_file_size ({max} bytes) while being read"),
-        ));
-    }
-    let findings = parse_slice(&buf, &target, &ctx.hasher).map_err(|e| match e {
-        ParseError::Io(e) => io(e),
-        ParseError::Format(m) => SourceError::new(ErrorReason::Parse, format!("{target}: {m}")),
-    })?;
-    Ok(Some(TargetScan {
-        target,
-        fingerprint: fp,
-        scanned_at,
-        findings,
-    }))
-}
-
-#[derive(Debug)]
-pub enum ParseError {
-    Io(std::io::Error),
-    /// Message names the line and column; never contains secret material.
-    Format(String),
-}
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::Io(e) => write!(f, "{e}"),
-            ParseError::Format(m) => f.write_str(m),
-        }
-    }
-}
-
-fn json_error(e: serde_json::Error) -> ParseError {
-    if e.is_io() {
-        return ParseError::Io(std::io::Error::other(e.to_string()));
-    }
-    // serde_json messages can quote the offending input ("invalid type:
-    // string \"...\""), which may be a secret: keep only the category and
-    // the position.
-    let what = match e.classify() {
-        serde_json::error::Category::Syntax => "invalid JSON syntax",
-        serde_json::error::Category::Eof => "unexpected end of file (truncated report?)",
-        serde_json::error::Category::Data => {
-            "a field has the wrong type or a required field is missing"
-        }
-        serde_json::error::Category::Io => "read error",
-    };
-    ParseError::Format(format!("line {} column {}: {what}", e.line(), e.column()))
 }
 
 /// Parse one gitleaks report held in memory (the fast path: serde_json
@@ -381,28 +228,6 @@ struct SarifFingerprints {
     date: Option<String>,
 }
 
-fn aws_key_id_re() -> &'static Regex {
-    static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"(AKIA|ASIA)[A-Z0-9]{16}").expect("static regex"))
-}
-
-/// AWS access key ids visible in the leaked text: the link to the
-/// credential inventory. They are ids, not secrets.
-pub fn aws_key_ids(texts: &[Option<&str>]) -> Vec<CredentialRef> {
-    let mut ids = BTreeSet::new();
-    for t in texts.iter().flatten() {
-        for m in aws_key_id_re().find_iter(t) {
-            ids.insert(m.as_str().to_string());
-        }
-    }
-    ids.into_iter()
-        .map(|id| CredentialRef {
-            provider: "aws",
-            id,
-        })
-        .collect()
-}
-
 /// gitleaks `--redact` replaces the value by `REDACTED`, or keeps a prefix
 /// followed by `...`: then there is no value to hash.
 fn is_redacted(secret: &str) -> bool {
@@ -414,17 +239,6 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
     time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())
-}
-
-/// `https://github.com/org/repo/blob/sha/path#L1` → `github.com/org/repo`.
-fn repository_from_link(link: &str) -> Option<String> {
-    let rest = link.split_once("://").map(|(_, r)| r).unwrap_or(link);
-    for marker in ["/-/blob/", "/blob/", "/commit/", "/-/commit/", "/src/"] {
-        if let Some((repo, _)) = rest.split_once(marker) {
-            return Some(repo.trim_end_matches('/').to_string());
-        }
-    }
-    None
 }
 
 struct Converter<'a> {

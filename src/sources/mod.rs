@@ -2,6 +2,7 @@
 //! normalised observation. Sources never touch Prometheus or the store; the
 //! [`runner`] applies what they send.
 
+pub mod files;
 pub mod gitleaks;
 pub mod runner;
 

@@ -185,11 +185,18 @@ fn apply_loop(
     max_types: usize,
     mut rx: mpsc::Receiver<ApplyMsg>,
 ) -> Result<Applied, ApplyError> {
+    // Take SQLite's single writer only once there is something to apply, so
+    // a source still fetching (or failing) does not hold up the others.
+    let first = match rx.blocking_recv() {
+        None | Some(ApplyMsg::Abort) => return Ok(None),
+        Some(m) => m,
+    };
     let mut conn = store.writer();
     let mut ap = PollApplier::begin(&mut conn, source, now, max_types)?;
     let mut failed = Vec::new();
     let mut read = 0u64;
-    while let Some(msg) = rx.blocking_recv() {
+    let mut pending = Some(first);
+    while let Some(msg) = pending.take().or_else(|| rx.blocking_recv()) {
         match msg {
             ApplyMsg::Item(ObservationItem::Target(scan)) => {
                 read += 1;

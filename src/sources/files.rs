@@ -1,0 +1,377 @@
+//! What the report-file sources (`gitleaks`, `trufflehog`, `detect_secrets`)
+//! share: globbing, change detection, the size cap, reading, error mapping,
+//! and the non-secret helpers used while parsing (AWS key id extraction,
+//! repository names from links).
+//!
+//! Each file is the latest scan of one target. A source supplies a pure
+//! parser of a file's bytes; everything touching the file system is here.
+
+use super::{
+    CredentialRef, ErrorReason, ObservationItem, ObservationSender, ObservedFinding, PollContext,
+    SourceError, TargetScan,
+};
+use crate::hashing::SecretHasher;
+use regex::Regex;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// A failure to parse one report. Never contains input text.
+#[derive(Debug)]
+pub enum ParseError {
+    Io(std::io::Error),
+    /// Message names the line (and column where known); never contains
+    /// secret material.
+    Format(String),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Io(e) => write!(f, "{e}"),
+            ParseError::Format(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A pure parser of one report held in memory: bytes and the target name
+/// in, findings out. Secret values are HMAC'd with the hasher and dropped.
+pub type Parser = fn(&[u8], &str, &SecretHasher) -> Result<Vec<ObservedFinding>, ParseError>;
+
+/// The category of a serde_json error, without its message: serde_json
+/// messages can quote the offending input (`invalid type: string "..."`),
+/// which may be a secret.
+pub fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Syntax => "invalid JSON syntax",
+        serde_json::error::Category::Eof => "unexpected end of file (truncated report?)",
+        serde_json::error::Category::Data => {
+            "a field has the wrong type or a required field is missing"
+        }
+        serde_json::error::Category::Io => "read error",
+    }
+}
+
+/// A serde_json error as a [`ParseError`] naming line and column only.
+pub fn json_error(e: serde_json::Error) -> ParseError {
+    if e.is_io() {
+        return ParseError::Io(std::io::Error::other(e.to_string()));
+    }
+    ParseError::Format(format!(
+        "line {} column {}: {}",
+        e.line(),
+        e.column(),
+        json_error_kind(&e)
+    ))
+}
+
+/// Run a blocking poll on the blocking pool.
+pub async fn spawn_poll<F>(f: F) -> Result<(), SourceError>
+where
+    F: FnOnce() -> Result<(), SourceError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SourceError::new(ErrorReason::Io, format!("poll task failed: {e}")))?
+}
+
+/// A stable marker of a file's content version without reading it.
+fn fingerprint(meta: &std::fs::Metadata) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        format!(
+            "{}:{}.{}:{}",
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino()
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let m = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        format!("{}:{}", meta.len(), m)
+    }
+}
+
+fn mtime_secs(meta: &std::fs::Metadata) -> Option<i64> {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+}
+
+/// Poll the files matching `patterns`: one [`ObservationItem`] per file
+/// (a scan, unchanged, or failed), parsed with `parse`.
+pub fn poll_files(
+    patterns: &[String],
+    max_file_size: u64,
+    parse: Parser,
+    ctx: &PollContext,
+    out: &ObservationSender,
+) -> Result<(), SourceError> {
+    let mut files = BTreeSet::new();
+    for pattern in patterns {
+        let paths = glob::glob(pattern).map_err(|e| {
+            SourceError::new(ErrorReason::Io, format!("invalid glob {pattern:?}: {e}"))
+        })?;
+        for entry in paths {
+            match entry {
+                Ok(p) if p.is_file() => {
+                    files.insert(p);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let target = e.path().to_string_lossy().into_owned();
+                    let error =
+                        SourceError::new(ErrorReason::Io, format!("{target}: {}", e.error()));
+                    out.send_blocking(ObservationItem::TargetFailed { target, error })
+                        .map_err(|_| cancelled())?;
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        tracing::debug!(source = %ctx.source, "no report file matches the configured paths");
+    }
+    for path in files {
+        let target = path.to_string_lossy().into_owned();
+        let item = match read_target(&path, max_file_size, parse, ctx) {
+            Ok(Some(scan)) => ObservationItem::Target(scan),
+            Ok(None) => ObservationItem::TargetUnchanged { target },
+            Err(error) => ObservationItem::TargetFailed { target, error },
+        };
+        out.send_blocking(item).map_err(|_| cancelled())?;
+    }
+    Ok(())
+}
+
+fn cancelled() -> SourceError {
+    SourceError::new(ErrorReason::Timeout, "poll cancelled")
+}
+
+/// Read and parse one file, or `None` when it is unchanged since it was
+/// last applied. Errors name the file and never quote its content.
+pub fn read_target(
+    path: &Path,
+    max: u64,
+    parse: Parser,
+    ctx: &PollContext,
+) -> Result<Option<TargetScan>, SourceError> {
+    let target = path.to_string_lossy().into_owned();
+    let io = |e: std::io::Error| SourceError::new(ErrorReason::Io, format!("{target}: {e}"));
+    let file = File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let fp = fingerprint(&meta);
+    if ctx.known_targets.get(&target) == Some(&fp) {
+        return Ok(None);
+    }
+    if meta.len() > max {
+        return Err(SourceError::new(
+            ErrorReason::Io,
+            format!(
+                "{target}: report is {} bytes, over max_file_size ({max} bytes); raise max_file_size or split the scan",
+                meta.len()
+            ),
+        ));
+    }
+    let scanned_at = mtime_secs(&meta).unwrap_or(ctx.now).min(ctx.now);
+    // The file may grow while we read it: never read more than the cap.
+    let mut buf = Vec::with_capacity(meta.len() as usize + 1);
+    file.take(max + 1).read_to_end(&mut buf).map_err(io)?;
+    if buf.len() as u64 > max {
+        return Err(SourceError::new(
+            ErrorReason::Io,
+            format!("{target}: report grew over max_file_size ({max} bytes) while being read"),
+        ));
+    }
+    let findings = parse(&buf, &target, &ctx.hasher).map_err(|e| match e {
+        ParseError::Io(e) => io(e),
+        ParseError::Format(m) => SourceError::new(ErrorReason::Parse, format!("{target}: {m}")),
+    })?;
+    Ok(Some(TargetScan {
+        target,
+        fingerprint: fp,
+        scanned_at,
+        findings,
+    }))
+}
+
+fn aws_key_id_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(AKIA|ASIA)[A-Z0-9]{16}").expect("static regex"))
+}
+
+/// AWS access key ids visible in the leaked text: the link to the
+/// credential inventory. They are ids, not secrets.
+pub fn aws_key_ids(texts: &[Option<&str>]) -> Vec<CredentialRef> {
+    let mut ids = BTreeSet::new();
+    for t in texts.iter().flatten() {
+        for m in aws_key_id_re().find_iter(t) {
+            ids.insert(m.as_str().to_string());
+        }
+    }
+    ids.into_iter()
+        .map(|id| CredentialRef {
+            provider: "aws",
+            id,
+        })
+        .collect()
+}
+
+/// `https://github.com/org/repo/blob/sha/path#L1` → `github.com/org/repo`.
+pub fn repository_from_link(link: &str) -> Option<String> {
+    let rest = link.split_once("://").map(|(_, r)| r).unwrap_or(link);
+    for marker in ["/-/blob/", "/blob/", "/commit/", "/-/commit/", "/src/"] {
+        if let Some((repo, _)) = rest.split_once(marker) {
+            return Some(repo.trim_end_matches('/').to_string());
+        }
+    }
+    None
+}
+
+/// A repository URL as stored: without scheme, credentials (`user:token@`),
+/// query, fragment or `.git` suffix. `https://x:y@github.com/o/r.git` →
+/// `github.com/o/r`; a local path is kept as it is.
+pub fn repository_from_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    let rest = match url.split_once("://") {
+        Some((_, r)) => r,
+        None => url,
+    };
+    // Credentials in the authority part must never be stored.
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let repo = format!("{authority}{path}");
+    let repo = repo.trim_end_matches('/');
+    let repo = repo.strip_suffix(".git").unwrap_or(repo);
+    let repo = repo.trim_end_matches('/');
+    (!repo.is_empty()).then(|| repo.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    fn ctx(known: HashMap<String, String>) -> PollContext {
+        PollContext {
+            source: "t".into(),
+            hasher: Arc::new(SecretHasher::new([7; 32])),
+            known_targets: known,
+            now: i64::MAX,
+        }
+    }
+
+    fn count_bytes(
+        data: &[u8],
+        _: &str,
+        _: &SecretHasher,
+    ) -> Result<Vec<ObservedFinding>, ParseError> {
+        if data.starts_with(b"bad") {
+            return Err(ParseError::Format("line 1: bad".into()));
+        }
+        Ok(Vec::new())
+    }
+
+    #[test]
+    fn reads_skips_unchanged_and_caps_the_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let scan = read_target(&p, 10, count_bytes, &ctx(HashMap::new()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(scan.target, p.to_string_lossy());
+        assert!(scan.findings.is_empty());
+        let known = HashMap::from([(scan.target.clone(), scan.fingerprint.clone())]);
+        assert!(read_target(&p, 10, count_bytes, &ctx(known))
+            .unwrap()
+            .is_none());
+        let e = read_target(&p, 9, count_bytes, &ctx(HashMap::new())).unwrap_err();
+        assert_eq!(e.reason, ErrorReason::Io);
+        assert!(e.message.contains("over max_file_size (9 bytes)"), "{e}");
+        std::fs::write(&p, b"bad input").unwrap();
+        let e = read_target(&p, 100, count_bytes, &ctx(HashMap::new())).unwrap_err();
+        assert_eq!(e.reason, ErrorReason::Parse);
+        assert_eq!(e.message, format!("{}: line 1: bad", p.display()));
+    }
+
+    #[test]
+    fn polls_every_matching_file_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.jsonl"), b"").unwrap();
+        std::fs::write(dir.path().join("a.jsonl"), b"bad").unwrap();
+        std::fs::write(dir.path().join("c.txt"), b"").unwrap();
+        std::fs::create_dir(dir.path().join("d.jsonl")).unwrap();
+        let pattern = format!("{}/*.jsonl", dir.path().display());
+        let (tx, mut rx) = mpsc::channel(16);
+        poll_files(
+            &[pattern],
+            100,
+            count_bytes,
+            &ctx(HashMap::new()),
+            &ObservationSender::new(tx),
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        while let Ok(super::super::ApplyMsg::Item(item)) = rx.try_recv() {
+            got.push(match item {
+                ObservationItem::Target(s) => format!("ok {}", s.target),
+                ObservationItem::TargetFailed { target, error } => {
+                    format!("failed {target} {}", error.reason)
+                }
+                ObservationItem::TargetUnchanged { target } => format!("unchanged {target}"),
+            });
+        }
+        let d = dir.path().display();
+        assert_eq!(
+            got,
+            [
+                format!("failed {d}/a.jsonl parse"),
+                format!("ok {d}/b.jsonl")
+            ]
+        );
+    }
+
+    #[test]
+    fn repository_urls_lose_credentials() {
+        let cases = [
+            (
+                "https://github.com/acme/payments.git",
+                Some("github.com/acme/payments"),
+            ),
+            (
+                "https://x-access-token:ghp_x@github.com/acme/p.git/",
+                Some("github.com/acme/p"),
+            ),
+            ("git@github.com:acme/p.git", Some("github.com:acme/p")),
+            (
+                "ssh://git@gitlab.example.com:2222/g/p",
+                Some("gitlab.example.com:2222/g/p"),
+            ),
+            ("https://h.example/r?token=abc#x", Some("h.example/r")),
+            ("file:///srv/repos/p", Some("/srv/repos/p")),
+            ("/tmp/checkout", Some("/tmp/checkout")),
+            ("", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(repository_from_url(url).as_deref(), want, "{url}");
+        }
+    }
+}
