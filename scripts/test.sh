@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of nhi-exporter. On a fresh machine it first installs what
-# the tests need: Debian's prometheus package (promtool and the server).
+# the tests need: Debian's prometheus package (promtool and the server), git,
+# and a Python virtualenv (.venv) with the pinned scanners the tests run.
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,15 @@ as_root() {
     echo "need root (or sudo) to run: $*" >&2; exit 1; fi
 }
 
+# Pinned Python tools used by the end-to-end tests.
+PY_PACKAGES=(detect-secrets==1.5.0)
+
 install_debian_packages() {
   local missing=()
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v git >/dev/null || missing+=(git)
+  command -v python3 >/dev/null || missing+=(python3 python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
@@ -26,7 +32,25 @@ install_debian_packages() {
   promtool --version | head -1
 }
 
+install_python_tools() {
+  if ! [ -x .venv/bin/python ]; then
+    log "creating .venv"
+    python3 -m venv .venv 2>/dev/null || {
+      as_root apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      python3 -m venv .venv
+    }
+  fi
+  if ! .venv/bin/pip freeze 2>/dev/null | grep -qxF -f <(printf '%s\n' "${PY_PACKAGES[@]}"); then
+    log "installing ${PY_PACKAGES[*]}"
+    .venv/bin/pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  fi
+  .venv/bin/detect-secrets --version
+  export PATH="$PWD/.venv/bin:$PATH"
+}
+
 install_debian_packages
+install_python_tools
 
 log "formatting"
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else

@@ -77,7 +77,9 @@ sources:
     assert_eq!(s.interval, Duration::from_secs(60));
     assert_eq!(s.timeout, Duration::from_secs(10));
     assert!(s.enabled);
-    let SourceKind::Gitleaks(g) = &s.kind;
+    let SourceKind::Gitleaks(g) = &s.kind else {
+        panic!("{:?}", s.kind)
+    };
     assert_eq!(g.paths, ["/scans/*.json", "/etc/nhi/rel/*.sarif"]);
     assert_eq!(g.max_file_size, DEFAULT_MAX_FILE_SIZE);
     assert!(!c.sources[1].enabled);
@@ -87,6 +89,43 @@ sources:
         c.sources[1].stale_after(&c.policy),
         Duration::from_secs(1800)
     );
+}
+
+#[test]
+fn trufflehog_and_detect_secrets_sources() {
+    let c = ok(r#"
+sources:
+  - name: ci-trufflehog
+    type: trufflehog
+    interval: 2m
+    paths: ["${SCANS}/trufflehog/*.jsonl"]
+    max_file_size: 64MiB
+  - name: baselines
+    type: detect_secrets
+    paths: ["/srv/repos/*/.secrets.baseline", "rel/.secrets.baseline"]
+"#);
+    let t = &c.sources[0];
+    assert_eq!(t.type_name(), "trufflehog");
+    assert_eq!(t.interval, Duration::from_secs(120));
+    let SourceKind::Trufflehog(tc) = &t.kind else {
+        panic!("{:?}", t.kind)
+    };
+    assert_eq!(tc.paths, ["/scans/trufflehog/*.jsonl"]);
+    assert_eq!(tc.max_file_size, 64 * 1024 * 1024);
+    let d = &c.sources[1];
+    assert_eq!(d.type_name(), "detect_secrets");
+    assert_eq!(d.timeout, DEFAULT_TIMEOUT);
+    let SourceKind::DetectSecrets(dc) = &d.kind else {
+        panic!("{:?}", d.kind)
+    };
+    assert_eq!(
+        dc.paths,
+        [
+            "/srv/repos/*/.secrets.baseline",
+            "/etc/nhi/rel/.secrets.baseline"
+        ]
+    );
+    assert_eq!(dc.max_file_size, DEFAULT_MAX_FILE_SIZE);
 }
 
 #[test]
@@ -132,6 +171,16 @@ fn each_rule_names_its_key() {
         ("sources: [{name: a, type: gitleaks, path: [a]}]", "sources[0].path: unknown key \"path\""),
         ("sources: [{name: a, type: gitleaks}]", "sources[0]: missing field \"paths\""),
         ("sources: [{name: a, type: gitleaks, paths: [a]}, {name: a, type: gitleaks, paths: [b]}]", "sources[1].name: duplicate source name \"a\""),
+        ("sources: [{name: a, type: trufflehog}]", "sources[0]: missing field \"paths\""),
+        ("sources: [{name: a, type: trufflehog, paths: []}]", "sources[0].paths: must list at least one glob"),
+        ("sources: [{name: a, type: trufflehog, paths: ['[']}]", "sources[0].paths[0]: invalid glob"),
+        ("sources: [{name: a, type: trufflehog, paths: [a], max_file_size: 0}]", "sources[0].max_file_size: must be greater than 0"),
+        ("sources: [{name: a, type: trufflehog, paths: [a], verified_only: true}]", "sources[0].verified_only: unknown key \"verified_only\""),
+        ("sources: [{name: a, type: detect_secrets}]", "sources[0]: missing field \"paths\""),
+        ("sources: [{name: a, type: detect_secrets, paths: []}]", "sources[0].paths: must list at least one glob"),
+        ("sources: [{name: a, type: detect_secrets, paths: [a], max_file_size: lots}]", "sources[0].max_file_size: invalid size"),
+        ("sources: [{name: a, type: detect_secrets, paths: [a], baseline: x}]", "sources[0].baseline: unknown key \"baseline\""),
+        ("sources: [{name: a, type: detect-secrets, paths: [a]}]", "sources[0].type: unknown source type \"detect-secrets\"; this build supports gitleaks, trufflehog, detect_secrets"),
         ("sources: [{name: a, type: gitleaks, paths: ['${NOPE}/x']}]", "sources[0].paths[0]: environment variable NOPE is not set"),
         ("sources: [{name: a, type: gitleaks, paths: ['${x']}]", "sources[0].paths[0]: unterminated ${...}"),
         ("[1, 2]", "the configuration must be a mapping"),

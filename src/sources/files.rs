@@ -68,14 +68,43 @@ pub fn json_error(e: serde_json::Error) -> ParseError {
     ))
 }
 
+/// Strip a UTF-8 byte order mark.
+pub fn strip_bom(data: &[u8]) -> &[u8] {
+    data.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(data)
+}
+
+/// Reject input that is not UTF-8, naming the line and column (1-based,
+/// in bytes) of the first invalid byte.
+pub fn check_utf8(data: &[u8]) -> Result<(), ParseError> {
+    match std::str::from_utf8(data) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let before = &data[..e.valid_up_to()];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = before.len()
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |i| i + 1)
+                + 1;
+            Err(ParseError::Format(format!(
+                "line {line} column {col}: not valid UTF-8"
+            )))
+        }
+    }
+}
+
 /// Run a blocking poll on the blocking pool.
 pub async fn spawn_poll<F>(f: F) -> Result<(), SourceError>
 where
     F: FnOnce() -> Result<(), SourceError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SourceError::new(ErrorReason::Io, format!("poll task failed: {e}")))?
+    tokio::task::spawn_blocking(move || {
+        let _background = super::runner::BackgroundPriority::enter();
+        f()
+    })
+    .await
+    .map_err(|e| SourceError::new(ErrorReason::Io, format!("poll task failed: {e}")))?
 }
 
 /// A stable marker of a file's content version without reading it.
@@ -347,6 +376,16 @@ mod tests {
                 format!("ok {d}/b.jsonl")
             ]
         );
+    }
+
+    #[test]
+    fn utf8_errors_name_line_and_column() {
+        assert!(check_utf8("ok\né".as_bytes()).is_ok());
+        match check_utf8(b"{}\nab\xFFcd") {
+            Err(ParseError::Format(m)) => assert_eq!(m, "line 2 column 3: not valid UTF-8"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(strip_bom(b"\xEF\xBB\xBF{}"), b"{}");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! normalised observation. Sources never touch Prometheus or the store; the
 //! [`runner`] applies what they send.
 
+pub mod detect_secrets;
 pub mod files;
 pub mod gitleaks;
 pub mod runner;
+pub mod trufflehog;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::hashing::SecretHasher;
@@ -156,6 +158,11 @@ pub enum ExposureKey {
     /// No value available (redacted report): the scanner's own stable id,
     /// scoped to its source and target. Cannot merge across scanners.
     ScannerId,
+    /// A keyed hash of a value only this scanner type reports (detect-secrets'
+    /// `hashed_secret`): the same secret found by several of its plugins, or
+    /// in several repositories, is one exposure; it never merges with other
+    /// scanners, which see the plaintext instead.
+    ScannerSecret([u8; 32]),
 }
 
 /// A non-secret credential id seen in a leak (e.g. an AWS access key id),
@@ -265,12 +272,20 @@ pub struct PollContext {
 #[derive(Debug, Clone)]
 pub enum Source {
     Gitleaks(gitleaks::GitleaksSource),
+    Trufflehog(trufflehog::TrufflehogSource),
+    DetectSecrets(detect_secrets::DetectSecretsSource),
 }
 
 impl Source {
     pub fn from_config(cfg: &SourceConfig) -> Self {
         match &cfg.kind {
             SourceKind::Gitleaks(g) => Source::Gitleaks(gitleaks::GitleaksSource::new(g.clone())),
+            SourceKind::Trufflehog(t) => {
+                Source::Trufflehog(trufflehog::TrufflehogSource::new(t.clone()))
+            }
+            SourceKind::DetectSecrets(d) => {
+                Source::DetectSecrets(detect_secrets::DetectSecretsSource::new(d.clone()))
+            }
         }
     }
 
@@ -278,6 +293,8 @@ impl Source {
     pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
         match self {
             Source::Gitleaks(s) => s.poll(ctx, out).await,
+            Source::Trufflehog(s) => s.poll(ctx, out).await,
+            Source::DetectSecrets(s) => s.poll(ctx, out).await,
         }
     }
 }

@@ -35,6 +35,55 @@ impl PollOutcome {
 
 const BACKOFF_BASE: Duration = Duration::from_secs(5);
 
+/// Lowers the scheduling priority of the current thread (nice +10) while
+/// it does background poll work (parsing, applying), so that on a busy
+/// machine the threads serving scrapes win. Restored on drop: the blocking
+/// pool reuses threads. Linux applies `setpriority(PRIO_PROCESS, tid)` to
+/// one thread; std and tokio offer no per-thread priority, hence libc.
+pub struct BackgroundPriority {
+    #[cfg(target_os = "linux")]
+    previous: Option<libc::c_int>,
+}
+
+impl BackgroundPriority {
+    pub fn enter() -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            // SAFETY: plain syscalls on the calling thread's own id.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                *libc::__errno_location() = 0;
+                let prev = libc::getpriority(libc::PRIO_PROCESS, tid);
+                let ok = *libc::__errno_location() == 0;
+                if ok && libc::setpriority(libc::PRIO_PROCESS, tid, (prev + 10).min(19)) == 0 {
+                    return Self {
+                        previous: Some(prev),
+                    };
+                }
+            }
+            Self { previous: None }
+        }
+        #[cfg(not(target_os = "linux"))]
+        Self {}
+    }
+}
+
+impl Drop for BackgroundPriority {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(prev) = self.previous {
+            // Raising priority back needs CAP_SYS_NICE unless RLIMIT_NICE
+            // allows it; if that fails the thread stays lower, which only
+            // affects later background work on it.
+            // SAFETY: as above.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, prev);
+            }
+        }
+    }
+}
+
 /// ±10% jitter so that sources configured alike do not poll in lockstep.
 pub fn jittered(d: Duration) -> Duration {
     let f: f64 = rand::thread_rng().gen_range(0.9..=1.1);
@@ -185,6 +234,7 @@ fn apply_loop(
     max_types: usize,
     mut rx: mpsc::Receiver<ApplyMsg>,
 ) -> Result<Applied, ApplyError> {
+    let _background = BackgroundPriority::enter();
     // Take SQLite's single writer only once there is something to apply, so
     // a source still fetching (or failing) does not hold up the others.
     let first = match rx.blocking_recv() {

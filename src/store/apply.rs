@@ -164,6 +164,12 @@ impl<'c> PollApplier<'c> {
                 k.extend_from_slice(&h[..16]);
                 k
             }
+            ExposureKey::ScannerSecret(h) => {
+                let mut k = Vec::with_capacity(17);
+                k.push(b'h');
+                k.extend_from_slice(&h[..16]);
+                k
+            }
             ExposureKey::ScannerId => {
                 let mut d = Sha256::new();
                 d.update(self.source.as_bytes());
