@@ -41,7 +41,12 @@ install_python_tools() {
       python3 -m venv .venv
     }
   fi
-  if ! .venv/bin/pip freeze 2>/dev/null | grep -qxF -f <(printf '%s\n' "${PY_PACKAGES[@]}"); then
+  local frozen missing_py=0
+  frozen="$(.venv/bin/pip freeze 2>/dev/null || true)"
+  for p in "${PY_PACKAGES[@]}"; do
+    grep -qixF "$p" <<<"$frozen" || missing_py=1
+  done
+  if [ "$missing_py" -eq 1 ]; then
     log "installing ${PY_PACKAGES[*]}"
     .venv/bin/pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
@@ -68,3 +73,6 @@ bash scripts/check-rules.sh
 
 log "tests"
 cargo test --locked --all-features -- --test-threads=2
+
+log "deployment artifacts (Dockerfile, Helm chart, compose, systemd)"
+bash scripts/check-deploy.sh

@@ -13,7 +13,14 @@ fn repo() -> PathBuf {
 #[test]
 fn bundled_configs_validate() {
     for (file, env) in [
-        ("config/example.yaml", vec![("SCAN_DIR", "/scans")]),
+        (
+            "config/example.yaml",
+            vec![
+                ("SCAN_DIR", "/scans"),
+                ("GITLAB_TOKEN", "x"),
+                ("GITHUB_TOKEN", "x"),
+            ],
+        ),
         ("config/demo.yaml", vec![]),
     ] {
         let out = Command::new(BIN)

@@ -146,6 +146,8 @@ pub enum SourceKind {
     Gitleaks(GitleaksConfig),
     Trufflehog(TrufflehogConfig),
     DetectSecrets(DetectSecretsConfig),
+    GithubSecretScanning(GithubConfig),
+    GitlabSecretDetection(GitlabConfig),
 }
 
 impl SourceKind {
@@ -154,6 +156,8 @@ impl SourceKind {
             SourceKind::Gitleaks(_) => "gitleaks",
             SourceKind::Trufflehog(_) => "trufflehog",
             SourceKind::DetectSecrets(_) => "detect_secrets",
+            SourceKind::GithubSecretScanning(_) => "github_secret_scanning",
+            SourceKind::GitlabSecretDetection(_) => "gitlab_secret_detection",
         }
     }
 }
@@ -227,3 +231,67 @@ pub fn parse(
 
 #[cfg(test)]
 mod tests;
+
+/// A credential read from the config (`token`) or its `*_file` twin. Never
+/// printed: `Debug` shows a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    pub fn new(s: String) -> Self {
+        Credential(s)
+    }
+    /// The secret itself, for the request header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
+}
+
+/// Which alerts a `github_secret_scanning` source lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GithubScope {
+    Org(String),
+    Enterprise(String),
+    /// `owner/name` entries.
+    Repositories(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GithubConfig {
+    /// Base API URL without a trailing slash (`https://api.github.com`, or
+    /// `https://HOST/api/v3` for GitHub Enterprise Server).
+    pub api_url: String,
+    pub scope: GithubScope,
+    pub token: Credential,
+    /// Ask GitHub not to return the secret (`hide_secret=true`): alerts are
+    /// then keyed by their own id and cannot merge with other scanners.
+    pub hide_secret: bool,
+    /// Extra CA bundle for GitHub Enterprise Server.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Which vulnerabilities a `gitlab_secret_detection` source lists: a group
+/// (with its subgroups' projects) or one project, by full path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitlabScope {
+    Group(String),
+    Project(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GitlabConfig {
+    /// Instance URL without a trailing slash (`https://gitlab.com`,
+    /// `https://gitlab.example.com`); the GraphQL endpoint is
+    /// `{api_url}/api/graphql`.
+    pub api_url: String,
+    pub scope: GitlabScope,
+    pub token: Credential,
+    /// Extra CA bundle for a self-managed instance with a private CA.
+    pub ca_file: Option<PathBuf>,
+}

@@ -91,8 +91,291 @@ struct RawDetectSecrets {
     max_file_size: Option<serde_yaml::Value>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGithub {
+    api_url: Option<String>,
+    org: Option<String>,
+    enterprise: Option<String>,
+    repositories: Option<Vec<String>>,
+    token: Option<String>,
+    token_file: Option<String>,
+    hide_secret: Option<bool>,
+    ca_file: Option<String>,
+}
+
+/// A credential given inline (`key`) or by file (`key_file`): exactly one.
+/// The file is read here, so a reload re-reads it; its content is never
+/// shown in messages.
+fn credential(
+    inline: Option<String>,
+    file: Option<String>,
+    key: &str,
+    path: &str,
+    base: &Path,
+    issues: &mut Issues,
+) -> Option<super::Credential> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            issues.push(
+                format!("{path}.{key}"),
+                format!("set either {key} or {key}_file, not both"),
+            );
+            None
+        }
+        (None, None) => {
+            issues.push(
+                format!("{path}.{key}"),
+                format!("is required (or {key}_file)"),
+            );
+            None
+        }
+        (Some(v), None) => {
+            if v.trim().is_empty() {
+                issues.push(format!("{path}.{key}"), "must not be empty");
+                return None;
+            }
+            Some(super::Credential::new(v.trim().to_string()))
+        }
+        (None, Some(f)) => {
+            let p = resolve(base, &f);
+            match std::fs::read_to_string(&p) {
+                Ok(v) if !v.trim().is_empty() => Some(super::Credential::new(v.trim().to_string())),
+                Ok(_) => {
+                    issues.push(
+                        format!("{path}.{key}_file"),
+                        format!("{} is empty", p.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    issues.push(
+                        format!("{path}.{key}_file"),
+                        format!("cannot read {}: {e}", p.display()),
+                    );
+                    None
+                }
+            }
+        }
+    }
+}
+
+fn http_url(v: &str, key: &str, issues: &mut Issues) -> String {
+    let v = v.trim().trim_end_matches('/').to_string();
+    let ok = (v.starts_with("https://") || v.starts_with("http://"))
+        && v.split("://")
+            .nth(1)
+            .is_some_and(|h| !h.is_empty() && !h.contains('@') && !h.contains(' '));
+    if !ok {
+        // Never echo user info: it may be a credential.
+        let shown = match v.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                format!(
+                    "{scheme}://<credentials>@{}",
+                    rest.rsplit_once('@').map(|(_, h)| h).unwrap_or("")
+                )
+            }
+            _ => v.clone(),
+        };
+        issues.push(
+            key,
+            format!(
+                "{shown:?} is not an http(s) URL without credentials, e.g. https://api.github.com"
+            ),
+        );
+    }
+    v
+}
+
+fn validate_github(
+    r: RawGithub,
+    path: &str,
+    base: &Path,
+    issues: &mut Issues,
+) -> super::GithubConfig {
+    use super::GithubScope;
+    let api_url = http_url(
+        r.api_url.as_deref().unwrap_or("https://api.github.com"),
+        &format!("{path}.api_url"),
+        issues,
+    );
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    };
+    let scope = match (r.org, r.enterprise, r.repositories) {
+        (Some(o), None, None) => {
+            if !name_ok(&o) {
+                issues.push(
+                    format!("{path}.org"),
+                    format!("{o:?} is not an organization login"),
+                );
+            }
+            GithubScope::Org(o)
+        }
+        (None, Some(e), None) => {
+            if !name_ok(&e) {
+                issues.push(
+                    format!("{path}.enterprise"),
+                    format!("{e:?} is not an enterprise slug"),
+                );
+            }
+            GithubScope::Enterprise(e)
+        }
+        (None, None, Some(repos)) => {
+            if repos.is_empty() {
+                issues.push(
+                    format!("{path}.repositories"),
+                    "must list at least one owner/name",
+                );
+            }
+            for (i, r) in repos.iter().enumerate() {
+                let ok = r
+                    .split_once('/')
+                    .is_some_and(|(o, n)| name_ok(o) && name_ok(n));
+                if !ok {
+                    issues.push(
+                        format!("{path}.repositories[{i}]"),
+                        format!("{r:?} is not owner/name"),
+                    );
+                }
+            }
+            GithubScope::Repositories(repos)
+        }
+        _ => {
+            issues.push(
+                path.to_string(),
+                "set exactly one of org, enterprise or repositories",
+            );
+            GithubScope::Repositories(Vec::new())
+        }
+    };
+    let token = credential(r.token, r.token_file, "token", path, base, issues)
+        .unwrap_or_else(|| super::Credential::new(String::new()));
+    super::GithubConfig {
+        api_url,
+        scope,
+        token,
+        hide_secret: r.hide_secret.unwrap_or(false),
+        ca_file: r.ca_file.as_deref().map(|f| resolve(base, f)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGitlab {
+    api_url: Option<String>,
+    group: Option<String>,
+    project: Option<String>,
+    token: Option<String>,
+    token_file: Option<String>,
+    ca_file: Option<String>,
+}
+
+/// A GitLab full path: segments of letters, digits, `_`, `-` and `.`
+/// separated by `/` (subgroups); a project has at least two segments.
+fn gitlab_path_ok(p: &str, project: bool) -> bool {
+    let segs: Vec<&str> = p.split('/').collect();
+    (!project || segs.len() >= 2)
+        && segs.iter().all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        })
+}
+
+fn validate_gitlab(
+    r: RawGitlab,
+    path: &str,
+    base: &Path,
+    issues: &mut Issues,
+) -> super::GitlabConfig {
+    use super::GitlabScope;
+    let key = format!("{path}.api_url");
+    let api_url = match r.api_url.as_deref() {
+        None => {
+            issues.push(
+                key,
+                "is required: the instance URL, e.g. https://gitlab.example.com",
+            );
+            String::new()
+        }
+        Some(v) => {
+            let mut checked = Issues(Vec::new());
+            let url = http_url(v, &key, &mut checked);
+            if !checked.0.is_empty() {
+                // Never echo credentials given in the URL (user info, query).
+                let shown = url.split(['?', '#']).next().unwrap_or_default();
+                let shown = match shown.split_once("://") {
+                    Some((scheme, rest)) if rest.contains('@') => {
+                        format!(
+                            "{scheme}://<redacted>@{}",
+                            rest.rsplit_once('@').map(|(_, h)| h).unwrap_or_default()
+                        )
+                    }
+                    _ => shown.to_string(),
+                };
+                issues.push(
+                    key,
+                    format!("{shown:?} is not an http(s) URL without credentials, e.g. https://gitlab.example.com"),
+                );
+            } else if let Some(api) = ["/api/graphql", "/api/v4"]
+                .iter()
+                .find(|s| url.ends_with(**s))
+            {
+                issues.push(
+                    key,
+                    format!(
+                        "give the instance URL without {api} (the exporter appends /api/graphql)"
+                    ),
+                );
+            }
+            url
+        }
+    };
+    let scope = match (r.group, r.project) {
+        (Some(g), None) => {
+            if !gitlab_path_ok(&g, false) {
+                issues.push(
+                    format!("{path}.group"),
+                    format!("{g:?} is not a group full path, e.g. platform or platform/backend"),
+                );
+            }
+            GitlabScope::Group(g)
+        }
+        (None, Some(p)) => {
+            if !gitlab_path_ok(&p, true) {
+                issues.push(
+                    format!("{path}.project"),
+                    format!("{p:?} is not a project full path, e.g. platform/api"),
+                );
+            }
+            GitlabScope::Project(p)
+        }
+        _ => {
+            issues.push(path.to_string(), "set exactly one of group or project");
+            GitlabScope::Group(String::new())
+        }
+    };
+    let token = credential(r.token, r.token_file, "token", path, base, issues)
+        .unwrap_or_else(|| super::Credential::new(String::new()));
+    super::GitlabConfig {
+        api_url,
+        scope,
+        token,
+        ca_file: r.ca_file.as_deref().map(|f| resolve(base, f)),
+    }
+}
+
 /// The source types this build knows, for messages.
-const SOURCE_TYPES: &[&str] = &["gitleaks", "trufflehog", "detect_secrets"];
+const SOURCE_TYPES: &[&str] = &[
+    "gitleaks",
+    "trufflehog",
+    "detect_secrets",
+    "github_secret_scanning",
+    "gitlab_secret_detection",
+];
 
 const TOP_KEYS: [&str; 4] = ["state", "policy", "labels", "sources"];
 
@@ -558,6 +841,14 @@ fn validate_source(
                 paths,
                 max_file_size,
             })
+        }
+        "github_secret_scanning" => {
+            let r: RawGithub = decode(Value::Mapping(specific), path, issues)?;
+            SourceKind::GithubSecretScanning(validate_github(r, path, base, issues))
+        }
+        "gitlab_secret_detection" => {
+            let r: RawGitlab = decode(Value::Mapping(specific), path, issues)?;
+            SourceKind::GitlabSecretDetection(validate_gitlab(r, path, base, issues))
         }
         other => {
             issues.push(

@@ -210,6 +210,122 @@ sources:
 }
 
 #[test]
+fn github_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tok"), "ghp_file_token\n").unwrap();
+    let yaml = "sources:\n  - {name: gh, type: github_secret_scanning, org: acme, token_file: tok}\n  - {name: gh2, type: github_secret_scanning, api_url: 'https://ghe.example/api/v3/', repositories: [a/b, c/d], token: t, hide_secret: true}\n";
+    let c = parse(yaml, dir.path(), &env_of(&[])).unwrap();
+    let SourceKind::GithubSecretScanning(g) = &c.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(g.api_url, "https://api.github.com");
+    assert_eq!(g.scope, GithubScope::Org("acme".into()));
+    assert_eq!(g.token.expose(), "ghp_file_token");
+    assert!(!g.hide_secret);
+    assert!(
+        !format!("{g:?}").contains("ghp_file_token"),
+        "Debug must not print the token"
+    );
+    let SourceKind::GithubSecretScanning(g) = &c.sources[1].kind else {
+        panic!()
+    };
+    assert_eq!(g.api_url, "https://ghe.example/api/v3");
+    assert_eq!(
+        g.scope,
+        GithubScope::Repositories(vec!["a/b".into(), "c/d".into()])
+    );
+    assert!(g.hide_secret);
+    for (yaml, want) in [
+        ("sources: [{name: g, type: github_secret_scanning, token: t}]", "sources[0]: set exactly one of org, enterprise or repositories"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a, enterprise: b, token: t}]", "sources[0]: set exactly one"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a}]", "sources[0].token: is required (or token_file)"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, token_file: f}]", "sources[0].token: set either token or token_file"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a, token_file: /nonexistent/tok}]", "sources[0].token_file: cannot read /nonexistent/tok"),
+        ("sources: [{name: g, type: github_secret_scanning, repositories: [noslash], token: t}]", "sources[0].repositories[0]: \"noslash\" is not owner/name"),
+        ("sources: [{name: g, type: github_secret_scanning, repositories: [], token: t}]", "sources[0].repositories: must list at least one"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, api_url: 'ftp://x'}]", "sources[0].api_url: \"ftp://x\" is not an http(s) URL"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, api_url: 'https://u:p@x'}]", "sources[0].api_url"),
+        ("sources: [{name: g, type: github_secret_scanning, org: 'a b', token: t}]", "sources[0].org: \"a b\" is not an organization login"),
+        ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, per_page: 5}]", "sources[0].per_page: unknown key"),
+    ] {
+        let got = errs(yaml);
+        assert!(got.iter().any(|g| g.starts_with(want)), "{yaml}: wanted {want:?}, got {got:?}");
+        assert!(!got.iter().any(|g| g.contains("ghp_")), "{got:?}");
+    }
+}
+
+#[test]
+fn gitlab_source() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tok"), "glpat-file-token\n").unwrap();
+    let yaml = "sources:\n  - {name: gl, type: gitlab_secret_detection, api_url: 'https://gitlab.example.com/', group: platform/backend, token_file: tok, ca_file: ca.pem}\n  - {name: gl2, type: gitlab_secret_detection, api_url: 'http://127.0.0.1:8080/gitlab', project: platform/api, token: '${GITLAB_TOKEN}'}\n";
+    let c = parse(
+        yaml,
+        dir.path(),
+        &env_of(&[("GITLAB_TOKEN", "glpat-env-token")]),
+    )
+    .unwrap();
+    assert_eq!(c.sources[0].type_name(), "gitlab_secret_detection");
+    let SourceKind::GitlabSecretDetection(g) = &c.sources[0].kind else {
+        panic!()
+    };
+    assert_eq!(g.api_url, "https://gitlab.example.com");
+    assert_eq!(g.scope, GitlabScope::Group("platform/backend".into()));
+    assert_eq!(g.token.expose(), "glpat-file-token");
+    assert_eq!(
+        g.ca_file.as_deref(),
+        Some(dir.path().join("ca.pem").as_path())
+    );
+    assert!(
+        !format!("{g:?}").contains("glpat"),
+        "Debug must not print the token"
+    );
+    let SourceKind::GitlabSecretDetection(g) = &c.sources[1].kind else {
+        panic!()
+    };
+    assert_eq!(g.api_url, "http://127.0.0.1:8080/gitlab");
+    assert_eq!(g.scope, GitlabScope::Project("platform/api".into()));
+    assert_eq!(g.token.expose(), "glpat-env-token");
+    assert_eq!(g.ca_file, None);
+    let base = "name: g, type: gitlab_secret_detection";
+    for (rest, want) in [
+        ("api_url: 'https://gl.example', group: a, project: a/b, token: glpat-x", "sources[0]: set exactly one of group or project"),
+        ("api_url: 'https://gl.example', token: glpat-x", "sources[0]: set exactly one of group or project"),
+        ("group: a, token: glpat-x", "sources[0].api_url: is required"),
+        ("api_url: 'ftp://gl.example', group: a, token: glpat-x", "sources[0].api_url: \"ftp://gl.example\" is not an http(s) URL without credentials, e.g. https://gitlab.example.com"),
+        ("api_url: 'https://u:glpat-x@gl.example', group: a, token: t", "sources[0].api_url"),
+        ("api_url: 'https://gl.example/api/v4', group: a, token: glpat-x", "sources[0].api_url: give the instance URL without /api/v4"),
+        ("api_url: 'https://gl.example/api/graphql/', group: a, token: glpat-x", "sources[0].api_url: give the instance URL without /api/graphql"),
+        ("api_url: 'https://gl.example', group: a", "sources[0].token: is required (or token_file)"),
+        ("api_url: 'https://gl.example', group: a, token: glpat-x, token_file: f", "sources[0].token: set either token or token_file"),
+        ("api_url: 'https://gl.example', group: a, token: ''", "sources[0].token: must not be empty"),
+        ("api_url: 'https://gl.example', group: a, token_file: /nonexistent/tok", "sources[0].token_file: cannot read /nonexistent/tok"),
+        ("api_url: 'https://gl.example', group: 'a b', token: glpat-x", "sources[0].group: \"a b\" is not a group full path"),
+        ("api_url: 'https://gl.example', group: 'a//b', token: glpat-x", "sources[0].group: \"a//b\" is not a group full path"),
+        ("api_url: 'https://gl.example', project: api, token: glpat-x", "sources[0].project: \"api\" is not a project full path"),
+        ("api_url: 'https://gl.example', project: 'a/b/', token: glpat-x", "sources[0].project"),
+        ("api_url: 'https://gl.example', groups: [a], token: glpat-x", "sources[0].groups: unknown key"),
+        ("api_url: 'https://gl.example', group: a, token: '${GITLAB_TOKEN}'", "sources[0].token: environment variable GITLAB_TOKEN is not set"),
+    ] {
+        let yaml = format!("sources: [{{{base}, {rest}}}]");
+        let got = errs(&yaml);
+        assert!(got.iter().any(|g| g.starts_with(want)), "{yaml}: wanted {want:?}, got {got:?}");
+        assert!(!got.iter().any(|g| g.contains("glpat")), "{got:?}");
+    }
+    assert!(errs("sources: [{name: a, type: nope}]")[0].contains("gitlab_secret_detection"));
+}
+
+#[test]
+fn url_errors_do_not_echo_credentials() {
+    let got = errs("sources: [{name: g, type: github_secret_scanning, org: a, token: t, api_url: 'https://user:hunter2@ghe.example'}]");
+    assert!(
+        got.iter().any(|g| g.starts_with("sources[0].api_url")),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|g| g.contains("hunter2")), "{got:?}");
+}
+
+#[test]
 fn type_errors_do_not_echo_the_value() {
     let got = errs("labels: {team: {enabled: 'canary-secret-value'}}");
     assert!(

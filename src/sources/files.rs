@@ -304,6 +304,7 @@ mod tests {
             hasher: Arc::new(SecretHasher::new([7; 32])),
             known_targets: known,
             now: i64::MAX,
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
         }
     }
 

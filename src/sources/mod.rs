@@ -4,7 +4,10 @@
 
 pub mod detect_secrets;
 pub mod files;
+pub mod github;
+pub mod gitlab;
 pub mod gitleaks;
+pub mod http;
 pub mod runner;
 pub mod trufflehog;
 
@@ -266,6 +269,8 @@ pub struct PollContext {
     /// Fingerprints of the targets as last applied, to skip unchanged inputs.
     pub known_targets: HashMap<String, String>,
     pub now: i64,
+    /// When the poll's timeout runs out: API sources fit their retries in it.
+    pub deadline: std::time::Instant,
 }
 
 /// A configured source, ready to poll. One variant per source type.
@@ -274,6 +279,8 @@ pub enum Source {
     Gitleaks(gitleaks::GitleaksSource),
     Trufflehog(trufflehog::TrufflehogSource),
     DetectSecrets(detect_secrets::DetectSecretsSource),
+    Github(github::GithubSource),
+    Gitlab(gitlab::GitlabSource),
 }
 
 impl Source {
@@ -286,6 +293,12 @@ impl Source {
             SourceKind::DetectSecrets(d) => {
                 Source::DetectSecrets(detect_secrets::DetectSecretsSource::new(d.clone()))
             }
+            SourceKind::GithubSecretScanning(g) => {
+                Source::Github(github::GithubSource::new(g.clone()))
+            }
+            SourceKind::GitlabSecretDetection(g) => {
+                Source::Gitlab(gitlab::GitlabSource::new(g.clone()))
+            }
         }
     }
 
@@ -295,6 +308,8 @@ impl Source {
             Source::Gitleaks(s) => s.poll(ctx, out).await,
             Source::Trufflehog(s) => s.poll(ctx, out).await,
             Source::DetectSecrets(s) => s.poll(ctx, out).await,
+            Source::Github(s) => s.poll(ctx, out).await,
+            Source::Gitlab(s) => s.poll(ctx, out).await,
         }
     }
 }

@@ -169,6 +169,7 @@ pub async fn poll_once(
         hasher: app.hasher.clone(),
         known_targets: known,
         now,
+        deadline: started + cfg.timeout,
     };
     let poll = source.poll(ctx, ObservationSender::new(tx.clone()));
     let verdict = tokio::select! {

@@ -1,0 +1,425 @@
+//! `github_secret_scanning` against a loopback mock of the REST API: exact
+//! metric values through pagination, ETags, state changes, rate limits,
+//! server errors, bad tokens and unreadable repositories.
+
+mod common;
+mod github_mock;
+use common::*;
+use github_mock::{alert, Fault, Mock};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TOKEN: &str = "ghs_canaryTOKENcanaryTOKENcanaryTOKEN00";
+const SECRET_A: &str = "ghp_canarySECRETAcanarySECRETAcanary001";
+
+fn config(dir: &Path, mock: &Mock, scope: &str, extra: &str) -> PathBuf {
+    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    let p = dir.join("nhi.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "state: {{path: state/state.db}}\nsources:\n  - name: gh\n    type: github_secret_scanning\n    interval: 1s\n    timeout: 8s\n    api_url: {}\n    {scope}\n    token_file: token\n{extra}",
+            mock.url()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// 250 alerts over three repositories of org "acme": three pages of 100.
+fn seed(mock: &Mock) {
+    mock.with(|st| {
+        let mut n = 0;
+        for repo in ["acme/api", "acme/web", "acme/infra"] {
+            let mut alerts = Vec::new();
+            let count = match repo {
+                "acme/api" => 120,
+                "acme/web" => 100,
+                _ => 30,
+            };
+            for i in 1..=count {
+                n += 1;
+                let (ty, validity) = if i % 10 == 0 {
+                    ("aws_access_key_id", "active")
+                } else {
+                    ("github_personal_access_token", "unknown")
+                };
+                alerts.push(alert(
+                    repo,
+                    i,
+                    ty,
+                    &format!("secret-{repo}-{i}"),
+                    "open",
+                    None,
+                    validity,
+                ));
+            }
+            st.repos.insert(repo.to_string(), alerts);
+        }
+        assert_eq!(n, 250);
+        st.orgs.insert(
+            "acme".into(),
+            vec!["acme/api".into(), "acme/web".into(), "acme/infra".into()],
+        );
+    });
+}
+
+#[test]
+fn org_alerts_paginate_and_follow_state_changes() {
+    let mock = Mock::start(TOKEN);
+    seed(&mock);
+    mock.with(|st| {
+        st.repos.get_mut("acme/api").unwrap()[0] = alert(
+            "acme/api",
+            1,
+            "github_personal_access_token",
+            SECRET_A,
+            "open",
+            None,
+            "active",
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &mock, "org: acme", "");
+    let log = dir.path().join("log");
+    let ex = Exporter::start(&cfg, &log, &[]);
+    let m = ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "gh")]) == Some(1.0)
+    });
+    let requests_first = mock.with(|st| st.requests);
+    assert_eq!(
+        requests_first, 3,
+        "250 alerts at per_page=100 are three requests"
+    );
+    assert!(mock.with(|st| st.paths[0].contains("per_page=100")));
+    // 25 aws keys live (every 10th) + alert #1 of acme/api made live.
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[
+                ("source", "gh"),
+                ("secret_type", "aws_access_key_id"),
+                ("validity", "live")
+            ]
+        ),
+        Some(25.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[
+                ("source", "gh"),
+                ("secret_type", "github_personal_access_token"),
+                ("validity", "live")
+            ]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[
+                ("source", "gh"),
+                ("secret_type", "github_personal_access_token"),
+                ("validity", "unknown")
+            ]
+        ),
+        Some(224.0)
+    );
+    let m = ex.wait_for("KPIs", |m| m.sum("nhi_exposed_secrets", &[]) == 250.0);
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "live")]),
+        Some(26.0)
+    );
+    assert_eq!(
+        m.sum("nhi_findings_detected_total", &[("source", "gh")]),
+        250.0
+    );
+
+    // Nothing changed: conditional requests, all 304, nothing re-applied.
+    std::thread::sleep(Duration::from_millis(2500));
+    let (req, nm) = mock.with(|st| (st.requests, st.not_modified));
+    assert!(req > requests_first && nm >= 3, "requests {req}, 304s {nm}");
+    assert_eq!(nm % 3, 0, "every page of a re-poll is a 304");
+
+    // Resolved as revoked while the secret is still active: a claim, not a
+    // confirmation. Closed, residual, not revoked.
+    mock.with(|st| {
+        st.repos.get_mut("acme/api").unwrap()[0] = alert(
+            "acme/api",
+            1,
+            "github_personal_access_token",
+            SECRET_A,
+            "resolved",
+            Some("revoked"),
+            "active",
+        );
+    });
+    let m = ex.wait_for("resolution applied", |m| {
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "gh"), ("resolution", "revoked")],
+        ) == Some(1.0)
+            && m.get("nhi_residual_exposures", &[]) == Some(1.0)
+    });
+    assert_eq!(
+        m.get(
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "validity_check")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_time_to_revoke_seconds_count",
+            &[("confirmed_by", "validity_check")]
+        ),
+        Some(0.0)
+    );
+
+    // GitHub's validity check now says inactive: confirmed revocation.
+    mock.with(|st| {
+        st.repos.get_mut("acme/api").unwrap()[0] = alert(
+            "acme/api",
+            1,
+            "github_personal_access_token",
+            SECRET_A,
+            "resolved",
+            Some("revoked"),
+            "inactive",
+        );
+    });
+    let m = ex.wait_for("confirmed", |m| {
+        m.get(
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "validity_check")],
+        ) == Some(1.0)
+    });
+    assert_eq!(
+        m.get(
+            "nhi_time_to_revoke_seconds_count",
+            &[("confirmed_by", "validity_check")]
+        ),
+        Some(1.0)
+    );
+    let m = ex.wait_for("residual cleared", |m| {
+        m.get("nhi_residual_exposures", &[]) == Some(0.0)
+    });
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "live")]),
+        Some(25.0)
+    );
+
+    // Canaries: no alert secret, no token, anywhere.
+    let text = ex.metrics();
+    let logs = ex.log_text();
+    let store = read_all_files(&dir.path().join("state"));
+    for c in [SECRET_A, TOKEN, "secret-acme/api-2"] {
+        assert!(
+            !text.contains(c) && !logs.contains(c) && !contains(&store, c),
+            "{c} leaked"
+        );
+    }
+}
+
+#[test]
+fn rate_limits_are_waited_out_when_they_fit_the_timeout() {
+    let mock = Mock::start(TOKEN);
+    seed(&mock);
+    mock.with(|st| {
+        st.faults.push_back(Fault::PrimaryLimit { reset_in: 1 });
+        st.faults
+            .push_back(Fault::SecondaryLimit { retry_after: 1 });
+        st.faults.push_back(Fault::Status(502));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &mock, "org: acme", "");
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "gh")]).is_some()
+            && m.get(
+                "nhi_source_last_success_timestamp_seconds",
+                &[("source", "gh")],
+            ) != Some(0.0)
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "gh")]), Some(1.0));
+    assert_eq!(m.sum("nhi_source_errors_total", &[("source", "gh")]), 0.0);
+    assert_eq!(
+        mock.with(|st| st.requests),
+        6,
+        "three retried faults, then three pages"
+    );
+}
+
+#[test]
+fn failures_count_a_reason_and_close_nothing() {
+    let mock = Mock::start(TOKEN);
+    seed(&mock);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &mock, "org: acme", "");
+    // Keep the source's series visible through the failures (not stale).
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("policy: {{stale_after: 1h}}\n{text}")).unwrap();
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    ex.wait_for("first poll", |m| {
+        m.sum("nhi_findings_open", &[("source", "gh")]) == 250.0
+    });
+
+    // A rate limit whose reset is beyond the timeout: rate_limited, nothing closed.
+    mock.with(|st| st.faults.push_back(Fault::PrimaryLimit { reset_in: 3600 }));
+    let m = ex.wait_for("rate limited", |m| {
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "gh"), ("reason", "rate_limited")],
+        ) >= Some(1.0)
+    });
+    assert_eq!(m.sum("nhi_findings_closed_total", &[("source", "gh")]), 0.0);
+
+    // Persistent 5xx: retried, then http_5xx.
+    mock.with(|st| (0..20).for_each(|_| st.faults.push_back(Fault::Status(503))));
+    let m = ex.wait_for("5xx", |m| {
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "gh"), ("reason", "http_5xx")],
+        ) >= Some(1.0)
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "gh")]), Some(0.0));
+    mock.with(|st| st.faults.clear());
+
+    // The token is revoked: auth.
+    mock.with(|st| st.token = "another".into());
+    let m = ex.wait_for("auth", |m| {
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "gh"), ("reason", "auth")],
+        ) >= Some(1.0)
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "gh")]), Some(0.0));
+    assert_eq!(m.sum("nhi_findings_closed_total", &[("source", "gh")]), 0.0);
+    let m = ex.wait_for("KPIs", |m| m.sum("nhi_exposed_secrets", &[]) == 250.0);
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "gh")]), 250.0);
+    assert!(!ex.log_text().contains(TOKEN));
+}
+
+#[test]
+fn an_unreadable_repository_keeps_its_alerts_and_others_apply() {
+    let mock = Mock::start(TOKEN);
+    seed(&mock);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &mock,
+        "repositories: [acme/api, acme/infra]",
+        "",
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    ex.wait_for("first poll", |m| {
+        m.sum("nhi_findings_open", &[("source", "gh")]) == 150.0
+    });
+    assert_eq!(
+        mock.with(|st| st.requests),
+        3,
+        "acme/api: 2 pages; acme/infra: 1"
+    );
+
+    // The token loses access to acme/api; acme/infra's alert 1 gets resolved.
+    mock.with(|st| {
+        st.hidden.insert("acme/api".into());
+        st.repos.get_mut("acme/infra").unwrap()[0] = alert(
+            "acme/infra",
+            1,
+            "github_personal_access_token",
+            "secret-acme/infra-1",
+            "resolved",
+            Some("false_positive"),
+            "unknown",
+        );
+    });
+    ex.wait_for("infra applied", |m| {
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "gh"), ("resolution", "false_positive")],
+        ) == Some(1.0)
+    });
+    let m = ex.wait_for("error counted", |mm| {
+        mm.get(
+            "nhi_source_errors_total",
+            &[("source", "gh"), ("reason", "http_4xx")],
+        ) >= Some(1.0)
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "gh")]), Some(0.0));
+    // acme/api's 120 alerts are not closed by the failure.
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "gh")]), 149.0);
+    assert_eq!(m.sum("nhi_findings_closed_total", &[("source", "gh")]), 1.0);
+}
+
+#[test]
+fn the_same_secret_in_github_and_gitleaks_is_one_exposure() {
+    let mock = Mock::start(TOKEN);
+    mock.with(|st| {
+        st.repos.insert(
+            "acme/api".into(),
+            vec![alert(
+                "acme/api",
+                1,
+                "github_personal_access_token",
+                SECRET_A,
+                "open",
+                None,
+                "active",
+            )],
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    write_report(
+        &dir.path().join("reports/api.json"),
+        &[gl_finding("github-pat", SECRET_A, "ci.yml", 3, "c1")],
+    );
+    let cfg = config(
+        dir.path(),
+        &mock,
+        "repositories: [acme/api]",
+        "  - name: gl\n    type: gitleaks\n    interval: 1s\n    paths: [\"reports/*.json\"]\n",
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("both polled", |m| {
+        m.sum("nhi_findings_open", &[("source", "gh")]) == 1.0
+            && m.sum("nhi_findings_open", &[("source", "gl")]) == 1.0
+    });
+    let m = ex.wait_for("merged", |mm| {
+        mm.sum("nhi_exposed_secrets", &[]) == 1.0 || mm.text != m.text
+    });
+    assert_eq!(m.sum("nhi_exposed_secrets", &[]), 1.0);
+    // The exposure is live: GitHub's validity check wins over gitleaks' unknown.
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "live")]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn hide_secret_asks_github_not_to_send_it() {
+    let mock = Mock::start(TOKEN);
+    seed(&mock);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &mock,
+        "repositories: [acme/infra]\n    hide_secret: true",
+        "",
+    );
+    let out = std::process::Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(mock.with(|st| st.paths.iter().all(|p| p.contains("hide_secret=true"))));
+    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(m.sum("nhi_exposed_secrets", &[]), 30.0);
+}
