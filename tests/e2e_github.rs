@@ -423,3 +423,57 @@ fn hide_secret_asks_github_not_to_send_it() {
     let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(m.sum("nhi_exposed_secrets", &[]), 30.0);
 }
+
+#[test]
+fn one_secret_across_three_scanners_counts_once() {
+    let mock = Mock::start(TOKEN);
+    mock.with(|st| {
+        st.repos.insert(
+            "acme/api".into(),
+            vec![alert(
+                "acme/api",
+                1,
+                "github_personal_access_token",
+                SECRET_A,
+                "open",
+                None,
+                "unknown",
+            )],
+        );
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    std::fs::create_dir_all(dir.path().join("th")).unwrap();
+    write_report(
+        &dir.path().join("reports/api.json"),
+        &[gl_finding("github-pat", SECRET_A, "ci.yml", 3, "c1")],
+    );
+    let th = serde_json::json!({
+        "SourceMetadata": {"Data": {"Git": {"commit": "c1", "file": "ci.yml", "email": "Dev <dev@example.com>",
+            "repository": "https://github.com/acme/api.git", "timestamp": "2026-01-01 00:00:00 +0000", "line": 3}}},
+        "SourceID": 1, "SourceType": 7, "SourceName": "trufflehog - git",
+        "DetectorType": 8, "DetectorName": "Github", "DetectorDescription": "GitHub token",
+        "DecoderName": "PLAIN", "Verified": true, "VerificationFromCache": false,
+        "Raw": SECRET_A, "RawV2": "", "Redacted": "", "ExtraData": null, "StructuredData": null
+    });
+    std::fs::write(dir.path().join("th/api.jsonl"), format!("{th}\n")).unwrap();
+    let cfg = config(
+        dir.path(),
+        &mock,
+        "repositories: [acme/api]",
+        "  - {name: gl, type: gitleaks, interval: 1s, paths: [\"reports/*.json\"]}\n  - {name: th, type: trufflehog, interval: 1s, paths: [\"th/*.jsonl\"]}\n",
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("three scanners polled and merged", |m| {
+        ["gh", "gl", "th"]
+            .iter()
+            .all(|s| m.sum("nhi_findings_open", &[("source", s)]) == 1.0)
+            && m.sum("nhi_exposed_secrets", &[]) == 1.0
+    });
+    // trufflehog verified it: the one exposure is live.
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "live")]),
+        Some(1.0)
+    );
+    assert!(!m.text.contains(SECRET_A) && !ex.log_text().contains(SECRET_A));
+}
