@@ -160,9 +160,15 @@ pub async fn poll_once(
     };
     let max_types = app.config().policy.max_secret_types;
     let (tx, rx) = mpsc::channel::<ApplyMsg>(4);
+    // Time the applier spent waiting for another poll to release SQLite's
+    // single writer: not this source's fault, so it extends the deadline.
+    let lock_wait = Arc::new(LockWait::default());
     let applier = {
         let name = name.clone();
-        tokio::task::spawn_blocking(move || apply_loop(&store, &name, now, max_types, rx))
+        let lock_wait = lock_wait.clone();
+        tokio::task::spawn_blocking(move || {
+            apply_loop(&store, &name, now, max_types, rx, &lock_wait)
+        })
     };
     let ctx = PollContext {
         source: name.clone(),
@@ -173,7 +179,7 @@ pub async fn poll_once(
     };
     let poll = source.poll(ctx, ObservationSender::new(tx.clone()));
     let verdict = tokio::select! {
-        r = tokio::time::timeout(cfg.timeout, poll) => match r {
+        r = with_deadline(cfg.timeout, &lock_wait, poll) => match r {
             Ok(Ok(())) => ApplyMsg::Commit,
             Ok(Err(e)) => { out.errors.push(e); ApplyMsg::Abort }
             Err(_) => {
@@ -214,6 +220,49 @@ pub async fn poll_once(
     out
 }
 
+/// Like `tokio::time::timeout`, but the budget grows by the time recorded
+/// in `extra` (waits for the store writer held by another source's poll).
+async fn with_deadline<F: std::future::Future>(
+    budget: Duration,
+    extra: &LockWait,
+    fut: F,
+) -> Result<F::Output, ()> {
+    let start = tokio::time::Instant::now();
+    tokio::pin!(fut);
+    loop {
+        let deadline = start + budget + extra.total();
+        tokio::select! {
+            out = &mut fut => return Ok(out),
+            _ = tokio::time::sleep_until(deadline) => {
+                if tokio::time::Instant::now() >= start + budget + extra.total() {
+                    return Err(());
+                }
+            }
+        }
+    }
+}
+
+/// How long a poll's applier has waited for the store writer, including a
+/// wait still in progress.
+#[derive(Debug, Default)]
+pub struct LockWait(std::sync::Mutex<(Option<Instant>, Duration)>);
+
+impl LockWait {
+    fn start(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0 = Some(Instant::now());
+    }
+    fn end(&self) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = g.0.take() {
+            g.1 += t.elapsed();
+        }
+    }
+    pub fn total(&self) -> Duration {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.1 + g.0.map(|t| t.elapsed()).unwrap_or_default()
+    }
+}
+
 type Applied = Option<(ApplyStats, Vec<SourceError>)>;
 
 enum ApplyError {
@@ -234,6 +283,7 @@ fn apply_loop(
     now: i64,
     max_types: usize,
     mut rx: mpsc::Receiver<ApplyMsg>,
+    lock_wait: &LockWait,
 ) -> Result<Applied, ApplyError> {
     let _background = BackgroundPriority::enter();
     // Take SQLite's single writer only once there is something to apply, so
@@ -242,7 +292,9 @@ fn apply_loop(
         None | Some(ApplyMsg::Abort) => return Ok(None),
         Some(m) => m,
     };
+    lock_wait.start();
     let mut conn = store.writer();
+    lock_wait.end();
     let mut ap = PollApplier::begin(&mut conn, source, now, max_types)?;
     let mut failed = Vec::new();
     let mut read = 0u64;
@@ -302,6 +354,28 @@ mod tests {
         for n in [10, 20, 1000, u32::MAX] {
             assert!(backoff(n, i) <= Duration::from_secs(330));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadline_grows_with_the_wait_for_the_store() {
+        let wait = LockWait::default();
+        // Without waits: a plain timeout.
+        let r = with_deadline(
+            Duration::from_secs(1),
+            &wait,
+            tokio::time::sleep(Duration::from_secs(2)),
+        )
+        .await;
+        assert!(r.is_err());
+        // A wait for another poll's transaction extends the budget.
+        wait.0.lock().unwrap().1 = Duration::from_secs(5);
+        let r = with_deadline(
+            Duration::from_secs(1),
+            &wait,
+            tokio::time::sleep(Duration::from_secs(4)),
+        )
+        .await;
+        assert!(r.is_ok());
     }
 
     #[test]
