@@ -190,11 +190,22 @@ pub fn compute(conn: &Connection, policy: &Policy, now: i64) -> Result<Snapshot,
     );
 
     let history_start = s.first_success.unwrap_or(now);
-    for w in &policy.windows {
-        let start = (now - w.duration.as_secs() as i64)
-            .max(history_start)
-            .min(now);
-        s.windows.push(window_kpis(conn, &s, &w.label, start, now)?);
+    let starts: Vec<i64> = policy
+        .windows
+        .iter()
+        .map(|w| {
+            (now - w.duration.as_secs() as i64)
+                .max(history_start)
+                .min(now)
+        })
+        .collect();
+    // Detection counts of every window in one pass per table: cheaper, over
+    // a whole poll, than maintaining an index on every insert.
+    let f_counts = detection_counts(conn, "findings", "detected_at", &starts, now)?;
+    let e_counts = detection_counts(conn, "exposures", "first_detected_at", &starts, now)?;
+    for (i, w) in policy.windows.iter().enumerate() {
+        let wk = window_kpis(conn, &s, &w.label, starts[i], now, f_counts[i], e_counts[i])?;
+        s.windows.push(wk);
     }
     Ok(s)
 }
@@ -203,35 +214,62 @@ fn count(conn: &Connection, sql: &str, start: i64, now: i64) -> Result<i64, Stor
     Ok(conn.query_row(sql, params![start, now], |r| r.get(0))?)
 }
 
+/// For each window start: (rows detected before it, rows detected in
+/// [start, now]), from one scan of `table`.
+fn detection_counts(
+    conn: &Connection,
+    table: &str,
+    column: &str,
+    starts: &[i64],
+    now: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    if starts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut cols = Vec::new();
+    for i in 0..starts.len() {
+        let p = i + 2; // ?1 is now
+        cols.push(format!("COUNT(*) FILTER (WHERE {column} < ?{p})"));
+        cols.push(format!(
+            "COUNT(*) FILTER (WHERE {column} >= ?{p} AND {column} <= ?1)"
+        ));
+    }
+    let sql = format!("SELECT {} FROM {table}", cols.join(", "));
+    let mut params: Vec<i64> = vec![now];
+    params.extend_from_slice(starts);
+    let row = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
+        (0..starts.len() * 2)
+            .map(|i| r.get::<_, i64>(i))
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(row.chunks(2).map(|c| (c[0], c[1])).collect())
+}
+
 fn window_kpis(
     conn: &Connection,
     s: &Snapshot,
     label: &str,
     start: i64,
     now: i64,
+    (findings_before, detected_in): (i64, i64),
+    (exposures_before, opened_in): (i64, i64),
 ) -> Result<WindowKpis, StoreError> {
     // Findings: closed in the window / (open at its start + detected in it).
-    // Index-only counts; a finding closed before the start was detected
-    // before it, so open-at-start = detected before - closed before.
+    // A finding closed before the start was detected before it, so
+    // open-at-start = detected before - closed before (closed_at is indexed).
     let closed_in = count(
         conn,
         "SELECT COUNT(*) FROM findings WHERE closed_at >= ?1 AND closed_at <= ?2",
         start,
         now,
     )?;
-    let detected_in = count(
-        conn,
-        "SELECT COUNT(*) FROM findings WHERE detected_at >= ?1 AND detected_at <= ?2",
-        start,
-        now,
-    )?;
-    let open_at_start = count(
-        conn,
-        "SELECT (SELECT COUNT(*) FROM findings WHERE detected_at < ?1)
-              - (SELECT COUNT(*) FROM findings WHERE closed_at < ?1) + 0 * ?2",
-        start,
-        now,
-    )?
+    let open_at_start = (findings_before
+        - count(
+            conn,
+            "SELECT COUNT(*) FROM findings WHERE closed_at < ?1 AND ?2 >= ?1",
+            start,
+            now,
+        )?)
     .max(0);
     let closure_ratio = windows::ratio(closed_in, open_at_start + detected_in);
 
@@ -243,21 +281,15 @@ fn window_kpis(
         start,
         now,
     )?;
-    let opened_in = count(
-        conn,
-        "SELECT COUNT(*) FROM exposures WHERE first_detected_at >= ?1 AND first_detected_at <= ?2",
-        start,
-        now,
-    )?;
-    let exp_open_at_start = count(
-        conn,
-        "SELECT (SELECT COUNT(*) FROM exposures WHERE first_detected_at < ?1)
-              - (SELECT COUNT(*) FROM exposures WHERE closed_at < ?1)
-              - (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1)
-              + (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1 AND closed_at < ?1) + 0 * ?2",
-        start,
-        now,
-    )?
+    let exp_open_at_start = (exposures_before
+        - count(
+            conn,
+            "SELECT (SELECT COUNT(*) FROM exposures WHERE closed_at < ?1)
+                  + (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1)
+                  - (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1 AND closed_at < ?1) + 0 * ?2",
+            start,
+            now,
+        )?)
     .max(0);
     let exposure_reduction_ratio = windows::ratio(revoked_in, exp_open_at_start + opened_in);
 

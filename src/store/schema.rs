@@ -36,7 +36,7 @@ CREATE TABLE exposures(
     confirmed_by      TEXT,
     residual          INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX exposures_first_detected ON exposures(first_detected_at);
+
 CREATE INDEX exposures_closed ON exposures(closed_at) WHERE closed_at IS NOT NULL;
 CREATE INDEX exposures_revoked ON exposures(revoked_at) WHERE revoked_at IS NOT NULL;
 
@@ -59,11 +59,13 @@ CREATE TABLE findings(
     open         INTEGER NOT NULL,
     resolution   TEXT,
     closed_at    INTEGER,
-    validity     TEXT NOT NULL,
-    UNIQUE(target_id, scanner_key)
+    validity     TEXT NOT NULL
 );
+-- Not UNIQUE: the applier loads a target's findings and never inserts an id
+-- twice, and a UNIQUE index costs an extra B-tree search on every insert.
+CREATE INDEX findings_target ON findings(target_id, scanner_key);
 CREATE INDEX findings_exposure ON findings(exposure_id);
-CREATE INDEX findings_detected ON findings(detected_at);
+
 CREATE INDEX findings_closed ON findings(closed_at) WHERE closed_at IS NOT NULL;
 
 -- Open findings per (source, secret type, validity), maintained by every
