@@ -62,7 +62,8 @@ pub struct App {
     pub health: Health,
     view: Arc<RwLock<KpiView>>,
     statuses: RwLock<BTreeMap<String, SourceStatus>>,
-    rendered: RwLock<Bytes>,
+    /// The exposition, plain and gzip-compressed (Prometheus asks for gzip).
+    rendered: RwLock<(Bytes, Bytes)>,
     /// Wakes the KPI refresher after a poll.
     pub refresh: Notify,
     tasks: Mutex<HashMap<String, Task>>,
@@ -100,7 +101,7 @@ impl App {
             health,
             view,
             statuses: RwLock::new(BTreeMap::new()),
-            rendered: RwLock::new(Bytes::new()),
+            rendered: RwLock::new((Bytes::new(), Bytes::new())),
             refresh: Notify::new(),
             tasks: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
@@ -136,6 +137,16 @@ impl App {
         self.rendered
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The same exposition, gzip-compressed once per render.
+    pub fn exposition_gzip(&self) -> Bytes {
+        self.rendered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
             .clone()
     }
 
@@ -258,7 +269,19 @@ impl App {
             tracing::error!(error = %e, "cannot encode metrics");
             return;
         }
-        *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Bytes::from(buf);
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(buf.len() / 4),
+            flate2::Compression::fast(),
+        );
+        let gzipped = std::io::Write::write_all(&mut gz, &buf).and_then(|_| gz.finish());
+        let gzipped = match gzipped {
+            Ok(g) => Bytes::from(g),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compress metrics; serving them uncompressed");
+                Bytes::new()
+            }
+        };
+        *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = (Bytes::from(buf), gzipped);
     }
 
     /// Start (or restart after a reload) the task of every enabled source

@@ -36,6 +36,24 @@ fn resp(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
+/// Whether `Accept-Encoding` allows gzip (and does not refuse it with q=0).
+fn accepts_gzip(h: &hyper::HeaderMap) -> bool {
+    h.get_all(hyper::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',').any(|part| {
+                let mut it = part.trim().split(';');
+                let coding = it.next().unwrap_or("").trim();
+                let q_zero = it.any(|p| {
+                    let p = p.trim().replace(' ', "");
+                    p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+                });
+                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+            })
+        })
+}
+
 fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -88,6 +106,28 @@ impl Server {
         let path = req.uri().path();
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         if path == self.telemetry_path && get {
+            let gzip = accepts_gzip(req.headers());
+            let gz = if gzip {
+                self.app.exposition_gzip()
+            } else {
+                Bytes::new()
+            };
+            if gzip && !gz.is_empty() {
+                let mut r = resp(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    gz,
+                );
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_ENCODING,
+                    HeaderValue::from_static("gzip"),
+                );
+                r.headers_mut().insert(
+                    hyper::header::VARY,
+                    HeaderValue::from_static("Accept-Encoding"),
+                );
+                return r;
+            }
             return resp(
                 StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",

@@ -433,6 +433,24 @@ fn http_endpoints() {
     let (code, body) = ex.get("/custom");
     assert_eq!(code, 200);
     assert!(body.contains("nhi_exporter_build_info{"));
+    // Prometheus asks for gzip: the compressed body is the same exposition.
+    let r = reqwest::blocking::Client::new()
+        .get(ex.url("/custom"))
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let gz = r.bytes().unwrap();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).unwrap();
+    assert!(plain.contains("nhi_exporter_build_info{"), "{plain}");
+    assert_eq!(plain.lines().count(), body.lines().count());
+    let r = reqwest::blocking::Client::new()
+        .get(ex.url("/custom"))
+        .header("Accept-Encoding", "gzip;q=0, identity")
+        .send()
+        .unwrap();
+    assert!(r.headers().get("content-encoding").is_none());
 }
 
 trait WaitPath {
