@@ -3,7 +3,7 @@
 //! scan was closed with resolution `disappeared`.
 //!
 //! Fetching (globbing, change detection, reading: [`super::files`]) is kept
-//! apart from parsing ([`parse_slice`], [`parse_report`]), which is pure and
+//! apart from parsing ([`parse_slice`]), which is pure and
 //! tested on fixtures.
 
 use super::files::{self, json_error, repository_from_link};
@@ -16,11 +16,10 @@ use crate::hashing::SecretHasher;
 use serde::de::{SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
-use std::io::Read;
 use std::path::Path;
 // Names the unit tests (`use super::*`) rely on.
 #[cfg(test)]
-use {super::CredentialRef, std::fs::File};
+use super::CredentialRef;
 
 #[derive(Debug, Clone)]
 pub struct GitleaksSource {
@@ -88,60 +87,6 @@ fn not_a_report() -> ParseError {
     ParseError::Format(
         "line 1: not a gitleaks report: expected a JSON array or a SARIF object".into(),
     )
-}
-
-/// Parse one gitleaks report (JSON array or SARIF 2.1.0, detected from the
-/// first byte) from a reader, streaming. Secret values are HMAC'd with
-/// `hasher` and dropped here.
-pub fn parse_report<R: Read>(
-    mut reader: R,
-    target: &str,
-    hasher: &SecretHasher,
-) -> Result<Vec<ObservedFinding>, ParseError> {
-    // Sniff the first non-whitespace byte, skipping a UTF-8 byte order mark.
-    let mut first = [0u8; 1];
-    let mut prefix = Vec::new();
-    let mut pos = 0usize;
-    loop {
-        let n = reader.read(&mut first).map_err(ParseError::Io)?;
-        if n == 0 {
-            return Err(empty_file());
-        }
-        let is_bom = pos < 3 && first[0] == [0xEF, 0xBB, 0xBF][pos] && prefix.is_empty();
-        pos += 1;
-        if is_bom {
-            continue;
-        }
-        prefix.push(first[0]);
-        if !first[0].is_ascii_whitespace() {
-            break;
-        }
-    }
-    let chained = std::io::Cursor::new(prefix).chain(reader);
-    let conv = Converter::new(hasher, target);
-    match first[0] {
-        b'[' => {
-            let mut de = serde_json::Deserializer::from_reader(chained);
-            let mut out = Vec::new();
-            serde::Deserializer::deserialize_seq(
-                &mut de,
-                SeqVisitor {
-                    conv: &conv,
-                    out: &mut out,
-                },
-            )
-            .map_err(json_error)?;
-            de.end().map_err(json_error)?;
-            Ok(out)
-        }
-        b'{' => {
-            let mut de = serde_json::Deserializer::from_reader(chained);
-            let doc = Sarif::deserialize(&mut de).map_err(json_error)?;
-            de.end().map_err(json_error)?;
-            conv.sarif(doc)
-        }
-        _ => Err(not_a_report()),
-    }
 }
 
 /// A gitleaks JSON finding; only the fields we use. Unknown fields (newer
