@@ -20,8 +20,8 @@
 
 use super::http::{self, HttpClient};
 use super::{
-    ErrorReason, ExposureKey, Location, ObservationItem, ObservationSender, ObservedFinding,
-    PollContext, Resolution, SourceError, TargetScan, Validity,
+    ErrorReason, ExposureKey, Location, ObservationSender, ObservedFinding, PollContext,
+    Resolution, SourceError, TargetScan, Validity,
 };
 use crate::config::{GithubConfig, GithubScope};
 use crate::hashing::SecretHasher;
@@ -104,18 +104,10 @@ impl GithubSource {
             ("authorization", &auth),
         ])?;
         for (target, first_url) in self.targets() {
-            let item = match self
+            let outcome = self
                 .fetch_target(&client, &headers, &target, &first_url, &ctx)
-                .await
-            {
-                Ok(Fetched::Changed(scan)) => ObservationItem::Target(scan),
-                Ok(Fetched::Unchanged) => ObservationItem::TargetUnchanged { target },
-                Err(e) if e.reason == ErrorReason::Auth && e.message.contains("HTTP 401") => {
-                    // A bad token fails every target: fail the poll.
-                    return Err(e);
-                }
-                Err(error) => ObservationItem::TargetFailed { target, error },
-            };
+                .await;
+            let item = super::target_item(target, outcome)?;
             out.send(item)
                 .await
                 .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;
@@ -130,7 +122,7 @@ impl GithubSource {
         target: &str,
         first_url: &str,
         ctx: &PollContext,
-    ) -> Result<Fetched, SourceError> {
+    ) -> Result<Option<TargetScan>, SourceError> {
         let mut url = Some(first_url.to_string());
         let mut findings = Vec::new();
         let mut etags = Sha256::new();
@@ -220,20 +212,15 @@ impl GithubSource {
         }
         let fingerprint = hex::encode(etags.finalize());
         if all_cached && ctx.known_targets.get(target) == Some(&fingerprint) {
-            return Ok(Fetched::Unchanged);
+            return Ok(None);
         }
-        Ok(Fetched::Changed(TargetScan {
+        Ok(Some(TargetScan {
             target: target.to_string(),
             fingerprint,
             scanned_at: ctx.now,
             findings,
         }))
     }
-}
-
-enum Fetched {
-    Changed(TargetScan),
-    Unchanged,
 }
 
 #[derive(Deserialize)]

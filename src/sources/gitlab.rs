@@ -35,8 +35,8 @@
 
 use super::http::{self, HttpClient};
 use super::{
-    ErrorReason, ExposureKey, Location, ObservationItem, ObservationSender, ObservedFinding,
-    PollContext, Resolution, SourceError, TargetScan, Validity,
+    ErrorReason, ExposureKey, Location, ObservationSender, ObservedFinding, PollContext,
+    Resolution, SourceError, TargetScan, Validity,
 };
 use crate::config::{GitlabConfig, GitlabScope};
 use bytes::Bytes;
@@ -118,18 +118,10 @@ impl GitlabSource {
         ])?;
         drop(auth);
         let (target, field, path) = self.target();
-        let item = match self
+        let outcome = self
             .fetch_target(&client, &headers, &target, field, path, &ctx)
-            .await
-        {
-            Ok(Some(scan)) => ObservationItem::Target(scan),
-            Ok(None) => ObservationItem::TargetUnchanged { target },
-            Err(e) if e.reason == ErrorReason::Auth && e.message.contains("HTTP 401") => {
-                // A rejected token fails the poll itself.
-                return Err(e);
-            }
-            Err(error) => ObservationItem::TargetFailed { target, error },
-        };
+            .await;
+        let item = super::target_item(target, outcome)?;
         out.send(item)
             .await
             .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;

@@ -216,10 +216,10 @@ pub fn error_for_status(r: &Response, url: &str) -> Result<(), SourceError> {
     } else {
         ErrorReason::Http4xx
     };
-    Err(SourceError::new(
-        reason,
-        format!("{}: HTTP {}", redact_url(url), s),
-    ))
+    Err(
+        SourceError::new(reason, format!("{}: HTTP {}", redact_url(url), s))
+            .with_status(s.as_u16()),
+    )
 }
 
 fn classify_reqwest(e: &reqwest::Error, url: &str) -> SourceError {

@@ -67,6 +67,8 @@ impl fmt::Display for ErrorReason {
 pub struct SourceError {
     pub reason: ErrorReason,
     pub message: String,
+    /// The upstream's HTTP status, when the failure was a response.
+    pub status: Option<u16>,
 }
 
 impl SourceError {
@@ -74,8 +76,30 @@ impl SourceError {
         Self {
             reason,
             message: message.into(),
+            status: None,
         }
     }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+}
+
+/// One API target's outcome as an observation: its complete scan, `None`
+/// when unchanged since last applied, or a failed target that keeps its
+/// state. A rejected credential (HTTP 401) fails every target, so it fails
+/// the whole poll instead.
+pub fn target_item(
+    target: String,
+    outcome: Result<Option<TargetScan>, SourceError>,
+) -> Result<ObservationItem, SourceError> {
+    Ok(match outcome {
+        Ok(Some(scan)) => ObservationItem::Target(scan),
+        Ok(None) => ObservationItem::TargetUnchanged { target },
+        Err(e) if e.status == Some(401) => return Err(e),
+        Err(error) => ObservationItem::TargetFailed { target, error },
+    })
 }
 
 /// Validity of a secret as reported by a scanner's check.
