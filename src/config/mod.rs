@@ -99,6 +99,12 @@ pub struct Policy {
     pub privileged: Privileged,
 }
 
+impl Default for Policy {
+    fn default() -> Self {
+        raw::default_policy()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Privileged {
     pub aws_policies: Vec<String>,
@@ -148,6 +154,8 @@ pub enum SourceKind {
     DetectSecrets(DetectSecretsConfig),
     GithubSecretScanning(GithubConfig),
     GitlabSecretDetection(GitlabConfig),
+    Vault(VaultConfig),
+    Aws(AwsConfig),
 }
 
 impl SourceKind {
@@ -158,6 +166,8 @@ impl SourceKind {
             SourceKind::DetectSecrets(_) => "detect_secrets",
             SourceKind::GithubSecretScanning(_) => "github_secret_scanning",
             SourceKind::GitlabSecretDetection(_) => "gitlab_secret_detection",
+            SourceKind::Vault(_) => "vault",
+            SourceKind::Aws(_) => "aws",
         }
     }
 }
@@ -294,4 +304,48 @@ pub struct GitlabConfig {
     pub token: Credential,
     /// Extra CA bundle for a self-managed instance with a private CA.
     pub ca_file: Option<PathBuf>,
+}
+
+/// How a `vault` source logs in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VaultAuth {
+    Token(Credential),
+    AppRole {
+        /// Auth mount path without `auth/` (default `approle`).
+        mount: String,
+        role_id: Credential,
+        secret_id: Credential,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct VaultConfig {
+    /// `https://vault.example.com:8200`, without a trailing slash.
+    pub address: String,
+    /// Sent as `X-Vault-Namespace` when not empty (Vault Enterprise, OpenBao).
+    pub namespace: String,
+    pub auth: VaultAuth,
+    /// KV version 2 mounts whose metadata is walked (`secret`).
+    pub kv_mounts: Vec<String>,
+    /// Read current KV values, HMAC them with the store key and drop them,
+    /// to link leaks whose secret equals a vault value.
+    pub match_values: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsService {
+    Iam,
+    SecretsManager,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsConfig {
+    /// Regions whose Secrets Manager is listed; the first also signs IAM
+    /// calls (IAM is global).
+    pub regions: Vec<String>,
+    pub services: Vec<AwsService>,
+    pub assume_role_arn: Option<String>,
+    /// A compatible endpoint (moto, LocalStack) instead of AWS's own.
+    pub endpoint_url: Option<String>,
 }

@@ -368,6 +368,249 @@ fn validate_gitlab(
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    address: Option<String>,
+    namespace: Option<String>,
+    auth: Option<RawVaultAuth>,
+    kv_mounts: Option<Vec<String>>,
+    match_values: Option<bool>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVaultAuth {
+    method: Option<String>,
+    token: Option<String>,
+    token_file: Option<String>,
+    mount: Option<String>,
+    role_id: Option<String>,
+    role_id_file: Option<String>,
+    secret_id: Option<String>,
+    secret_id_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Option<String>,
+}
+
+/// A Vault mount or auth path: segments of letters, digits, `_`, `-`, `.`.
+fn vault_path_ok(p: &str) -> bool {
+    !p.is_empty()
+        && p.split('/').all(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        })
+}
+
+fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> super::VaultConfig {
+    use super::VaultAuth;
+    let address = match r.address.as_deref() {
+        Some(a) => http_url(a, &format!("{path}.address"), issues),
+        None => {
+            issues.push(
+                format!("{path}.address"),
+                "is required, e.g. https://vault.example.com:8200",
+            );
+            String::new()
+        }
+    };
+    let apath = format!("{path}.auth");
+    let empty = || super::Credential::new(String::new());
+    let auth = match r.auth {
+        None => {
+            issues.push(
+                apath.clone(),
+                "is required: {method: token, token_file: ...} or {method: approle, role_id: ..., secret_id_file: ...}",
+            );
+            VaultAuth::Token(empty())
+        }
+        Some(a) => match a.method.as_deref() {
+            Some("token") => {
+                for (k, set) in [
+                    ("mount", a.mount.is_some()),
+                    ("role_id", a.role_id.is_some() || a.role_id_file.is_some()),
+                    ("secret_id", a.secret_id.is_some() || a.secret_id_file.is_some()),
+                ] {
+                    if set {
+                        issues.push(format!("{apath}.{k}"), "is only for method: approle");
+                    }
+                }
+                VaultAuth::Token(
+                    credential(a.token, a.token_file, "token", &apath, base, issues)
+                        .unwrap_or_else(empty),
+                )
+            }
+            Some("approle") => {
+                if a.token.is_some() || a.token_file.is_some() {
+                    issues.push(format!("{apath}.token"), "is only for method: token");
+                }
+                let mount = a.mount.unwrap_or_else(|| "approle".to_string());
+                if !vault_path_ok(&mount) {
+                    issues.push(
+                        format!("{apath}.mount"),
+                        format!("{mount:?} is not an auth mount path, e.g. approle"),
+                    );
+                }
+                VaultAuth::AppRole {
+                    mount,
+                    role_id: credential(a.role_id, a.role_id_file, "role_id", &apath, base, issues)
+                        .unwrap_or_else(empty),
+                    secret_id: credential(
+                        a.secret_id,
+                        a.secret_id_file,
+                        "secret_id",
+                        &apath,
+                        base,
+                        issues,
+                    )
+                    .unwrap_or_else(empty),
+                }
+            }
+            Some(m) => {
+                issues.push(
+                    format!("{apath}.method"),
+                    format!("unknown method {m:?}; use token or approle"),
+                );
+                VaultAuth::Token(empty())
+            }
+            None => {
+                issues.push(format!("{apath}.method"), "is required: token or approle");
+                VaultAuth::Token(empty())
+            }
+        },
+    };
+    let kv_mounts: Vec<String> = r
+        .kv_mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.trim_matches('/').to_string())
+        .collect();
+    for (i, m) in kv_mounts.iter().enumerate() {
+        if !vault_path_ok(m) {
+            issues.push(
+                format!("{path}.kv_mounts[{i}]"),
+                format!("{m:?} is not a mount path, e.g. secret"),
+            );
+        }
+    }
+    let namespace = r.namespace.unwrap_or_default().trim_matches('/').to_string();
+    if !namespace.is_empty() && !vault_path_ok(&namespace) {
+        issues.push(
+            format!("{path}.namespace"),
+            format!("{namespace:?} is not a namespace path, e.g. team-a or team-a/prod"),
+        );
+    }
+    super::VaultConfig {
+        address,
+        namespace,
+        auth,
+        kv_mounts,
+        match_values: r.match_values.unwrap_or(false),
+        ca_file: r.tls.and_then(|t| t.ca_file).map(|f| resolve(base, &f)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    regions: Option<Vec<String>>,
+    services: Option<Vec<String>>,
+    assume_role_arn: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+fn aws_region_ok(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+fn aws_role_arn_ok(a: &str) -> bool {
+    let f: Vec<&str> = a.splitn(6, ':').collect();
+    f.len() == 6
+        && f[0] == "arn"
+        && f[1].starts_with("aws")
+        && f[2] == "iam"
+        && f[3].is_empty()
+        && f[4].len() == 12
+        && f[4].chars().all(|c| c.is_ascii_digit())
+        && f[5].starts_with("role/")
+        && f[5].len() > 5
+}
+
+fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> super::AwsConfig {
+    use super::AwsService;
+    let mut services = Vec::new();
+    match r.services {
+        None => services = vec![AwsService::Iam, AwsService::SecretsManager],
+        Some(list) => {
+            for (i, s) in list.iter().enumerate() {
+                let svc = match s.as_str() {
+                    "iam" => AwsService::Iam,
+                    "secretsmanager" => AwsService::SecretsManager,
+                    other => {
+                        issues.push(
+                            format!("{path}.services[{i}]"),
+                            format!("unknown service {other:?}; use iam and/or secretsmanager"),
+                        );
+                        continue;
+                    }
+                };
+                if !services.contains(&svc) {
+                    services.push(svc);
+                }
+            }
+            if list.is_empty() {
+                issues.push(
+                    format!("{path}.services"),
+                    "must list at least one of iam, secretsmanager",
+                );
+            }
+        }
+    }
+    let regions = r.regions.unwrap_or_default();
+    for (i, reg) in regions.iter().enumerate() {
+        if !aws_region_ok(reg) {
+            issues.push(
+                format!("{path}.regions[{i}]"),
+                format!("{reg:?} is not an AWS region, e.g. us-east-1"),
+            );
+        }
+    }
+    if regions.is_empty() {
+        issues.push(
+            format!("{path}.regions"),
+            "is required: at least one region, e.g. [us-east-1] (Secrets Manager is regional; the first region also signs IAM calls)",
+        );
+    }
+    let assume_role_arn = r.assume_role_arn.map(|a| a.trim().to_string());
+    if let Some(a) = &assume_role_arn {
+        if !aws_role_arn_ok(a) {
+            issues.push(
+                format!("{path}.assume_role_arn"),
+                format!("{a:?} is not a role ARN, e.g. arn:aws:iam::123456789012:role/nhi-exporter-read"),
+            );
+        }
+    }
+    let endpoint_url = r
+        .endpoint_url
+        .map(|u| http_url(&u, &format!("{path}.endpoint_url"), issues));
+    super::AwsConfig {
+        regions,
+        services,
+        assume_role_arn,
+        endpoint_url,
+    }
+}
+
 /// The source types this build knows, for messages.
 const SOURCE_TYPES: &[&str] = &[
     "gitleaks",
@@ -375,6 +618,8 @@ const SOURCE_TYPES: &[&str] = &[
     "detect_secrets",
     "github_secret_scanning",
     "gitlab_secret_detection",
+    "vault",
+    "aws",
 ];
 
 const TOP_KEYS: [&str; 4] = ["state", "policy", "labels", "sources"];
@@ -386,6 +631,11 @@ pub const DEFAULT_AWS_PRIVILEGED: [&str; 3] = [
 ];
 
 struct Issues(Vec<ConfigIssue>);
+
+/// The policy of a config that sets none.
+pub(super) fn default_policy() -> Policy {
+    validate_policy(RawPolicy::default(), &mut Issues(Vec::new()))
+}
 
 impl Issues {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
@@ -849,6 +1099,14 @@ fn validate_source(
         "gitlab_secret_detection" => {
             let r: RawGitlab = decode(Value::Mapping(specific), path, issues)?;
             SourceKind::GitlabSecretDetection(validate_gitlab(r, path, base, issues))
+        }
+        "vault" => {
+            let r: RawVault = decode(Value::Mapping(specific), path, issues)?;
+            SourceKind::Vault(validate_vault(r, path, base, issues))
+        }
+        "aws" => {
+            let r: RawAws = decode(Value::Mapping(specific), path, issues)?;
+            SourceKind::Aws(validate_aws(r, path, issues))
         }
         other => {
             issues.push(

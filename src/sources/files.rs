@@ -305,6 +305,7 @@ mod tests {
             known_targets: known,
             now: i64::MAX,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+            policy: Arc::new(crate::config::Policy::default()),
         }
     }
 
@@ -367,6 +368,7 @@ mod tests {
                     format!("failed {target} {}", error.reason)
                 }
                 ObservationItem::TargetUnchanged { target } => format!("unchanged {target}"),
+                ObservationItem::Inventory(i) => format!("inventory {}", i.scope),
             });
         }
         let d = dir.path().display();

@@ -2,6 +2,7 @@
 //! normalised observation. Sources never touch Prometheus or the store; the
 //! [`runner`] applies what they send.
 
+pub mod aws;
 pub mod detect_secrets;
 pub mod files;
 pub mod github;
@@ -10,6 +11,7 @@ pub mod gitleaks;
 pub mod http;
 pub mod runner;
 pub mod trufflehog;
+pub mod vault;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::hashing::SecretHasher;
@@ -232,11 +234,101 @@ pub struct TargetScan {
     pub findings: Vec<ObservedFinding>,
 }
 
+/// State of a credential as the provider reports it. `Deleted` is never
+/// observed: it is what the store records for a credential absent from a
+/// complete inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialState {
+    Active,
+    Inactive,
+}
+
+impl CredentialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialState::Active => "active",
+            CredentialState::Inactive => "inactive",
+        }
+    }
+}
+
+/// A principal in one provider (SPEC §2 Identity). Humans are reported too
+/// (`human: true`): they are only counted, for the NHI:human ratio.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedIdentity {
+    /// `aws`, `vault`.
+    pub provider: &'static str,
+    /// AWS account id, Vault cluster (its address host or cluster name).
+    pub account: String,
+    /// `user`, `role` (aws); `token`, `approle` (vault).
+    pub kind: &'static str,
+    /// Stable, non-secret id within the source (ARN, token accessor, role).
+    pub id: String,
+    /// Display name; kept in the store, never a label.
+    pub name: String,
+    pub created_at: Option<i64>,
+    /// Last use the provider reports; `None` with `usage_tracked` = never used.
+    pub last_used_at: Option<i64>,
+    /// Whether the provider reports use at all. An identity whose use is not
+    /// tracked (a Vault token) is never counted unused.
+    pub usage_tracked: bool,
+    /// Owning team from `policy.team_tag` (tag, custom_metadata, token meta).
+    pub team: Option<String>,
+    /// Why the identity is admin-equivalent (`AdministratorAccess`,
+    /// `inline */*`, `policy root`), `None` when it is not.
+    pub privileged: Option<String>,
+    /// The privilege is held permanently rather than granted just in time.
+    pub standing: bool,
+    pub human: bool,
+}
+
+/// Secret material of an identity, or a stored secret (SPEC §2 Credential).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedCredential {
+    pub provider: &'static str,
+    /// `access_key`, `secret` (aws); `kv`, `token`, `secret_id` (vault).
+    pub kind: &'static str,
+    /// Stable non-secret id: AWS access key id, secret ARN, `mount/path`,
+    /// token accessor, secret-id accessor. Leaks link to it by this id.
+    pub id: String,
+    /// The owning identity's `ObservedIdentity::id`, if any.
+    pub identity: Option<String>,
+    pub team: Option<String>,
+    pub created_at: Option<i64>,
+    /// Last rotation (creation when never rotated): the credential's age.
+    pub last_rotated_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub state: CredentialState,
+    /// Rotated automatically by the provider (or by a declared, honoured
+    /// rotation period).
+    pub rotation_enabled: bool,
+    /// HMACs (store key) of the current secret values, read only under a
+    /// vault source's `match_values`. The values themselves are dropped.
+    pub value_hashes: Vec<[u8; 32]>,
+}
+
+/// The complete inventory of one scope of a source (`iam`,
+/// `secretsmanager/us-east-1`, `kv/secret`, `tokens`, `approle`). What the
+/// store holds for that scope and is absent here was deleted at
+/// `observed_at`; a scope that failed is sent as `TargetFailed` with the
+/// scope as target and keeps its previous state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryScan {
+    pub scope: String,
+    pub observed_at: i64,
+    pub identities: Vec<ObservedIdentity>,
+    pub credentials: Vec<ObservedCredential>,
+}
+
 /// What a source sends while it polls.
 #[derive(Debug)]
 pub enum ObservationItem {
     Target(TargetScan),
-    /// One input could not be read; that target keeps its previous state.
+    /// The complete inventory of one scope (identities, credentials).
+    Inventory(InventoryScan),
+    /// One input (a report file, a repository, an inventory scope) could not
+    /// be read; it keeps its previous state.
     TargetFailed {
         target: String,
         error: SourceError,
@@ -295,6 +387,8 @@ pub struct PollContext {
     pub now: i64,
     /// When the poll's timeout runs out: API sources fit their retries in it.
     pub deadline: std::time::Instant,
+    /// The policy in force (privileged policies, `team_tag`).
+    pub policy: Arc<crate::config::Policy>,
 }
 
 /// A configured source, ready to poll. One variant per source type.
@@ -305,6 +399,8 @@ pub enum Source {
     DetectSecrets(detect_secrets::DetectSecretsSource),
     Github(github::GithubSource),
     Gitlab(gitlab::GitlabSource),
+    Vault(vault::VaultSource),
+    Aws(aws::AwsSource),
 }
 
 impl Source {
@@ -323,6 +419,8 @@ impl Source {
             SourceKind::GitlabSecretDetection(g) => {
                 Source::Gitlab(gitlab::GitlabSource::new(g.clone()))
             }
+            SourceKind::Vault(v) => Source::Vault(vault::VaultSource::new(v.clone())),
+            SourceKind::Aws(a) => Source::Aws(aws::AwsSource::new(a.clone())),
         }
     }
 
@@ -334,6 +432,8 @@ impl Source {
             Source::DetectSecrets(s) => s.poll(ctx, out).await,
             Source::Github(s) => s.poll(ctx, out).await,
             Source::Gitlab(s) => s.poll(ctx, out).await,
+            Source::Vault(s) => s.poll(ctx, out).await,
+            Source::Aws(s) => s.poll(ctx, out).await,
         }
     }
 }

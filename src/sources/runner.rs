@@ -158,7 +158,8 @@ pub async fn poll_once(
             return out;
         }
     };
-    let max_types = app.config().policy.max_secret_types;
+    let policy = Arc::new(app.config().policy.clone());
+    let max_types = policy.max_secret_types;
     let (tx, rx) = mpsc::channel::<ApplyMsg>(4);
     // Time the applier spent waiting for another poll to release SQLite's
     // single writer: not this source's fault, so it extends the deadline.
@@ -176,6 +177,7 @@ pub async fn poll_once(
         known_targets: known,
         now,
         deadline: started + cfg.timeout,
+        policy,
     };
     let poll = source.poll(ctx, ObservationSender::new(tx.clone()));
     let verdict = tokio::select! {
@@ -304,6 +306,10 @@ fn apply_loop(
             ApplyMsg::Item(ObservationItem::Target(scan)) => {
                 read += 1;
                 ap.target(&scan)?
+            }
+            ApplyMsg::Item(ObservationItem::Inventory(inv)) => {
+                read += 1;
+                ap.inventory(&inv)?
             }
             ApplyMsg::Item(ObservationItem::TargetUnchanged { .. }) => read += 1,
             ApplyMsg::Item(ObservationItem::TargetFailed { target, error }) => {

@@ -511,6 +511,11 @@ impl<'c> PollApplier<'c> {
         Ok(())
     }
 
+    /// Apply the complete inventory of one scope of this source.
+    pub fn inventory(&mut self, _inv: &crate::sources::InventoryScan) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     pub fn stats(&self) -> &ApplyStats {
         &self.stats
     }
