@@ -2,6 +2,9 @@
 //! loopback port, scrape it, parse the exposition.
 #![allow(dead_code)]
 
+pub mod moto;
+pub mod openbao;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;

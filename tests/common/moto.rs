@@ -1,0 +1,1 @@
+//! Real moto server on a loopback port, for the aws tests.

@@ -1,0 +1,1 @@
+//! Real OpenBao dev server on a loopback port, for the vault tests.
