@@ -306,6 +306,8 @@ mod tests {
             now: i64::MAX,
             deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
             policy: Arc::new(crate::config::Policy::default()),
+            known_credentials: Vec::new(),
+            linked_credentials: Default::default(),
         }
     }
 

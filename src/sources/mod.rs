@@ -15,7 +15,7 @@ pub mod vault;
 
 use crate::config::{SourceConfig, SourceKind};
 use crate::hashing::SecretHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -389,6 +389,24 @@ pub struct PollContext {
     pub deadline: std::time::Instant,
     /// The policy in force (privileged policies, `team_tag`).
     pub policy: Arc<crate::config::Policy>,
+    /// This source's credentials as the store holds them (not deleted), so
+    /// an inventory can reuse what it already knows instead of asking the
+    /// upstream again (AWS access key ids per user).
+    pub known_credentials: Vec<KnownCredential>,
+    /// Ids of credentials linked to a leak that is not yet confirmed
+    /// revoked: their state is worth a fresh look every poll.
+    pub linked_credentials: HashSet<String>,
+}
+
+/// A credential as last applied to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KnownCredential {
+    pub scope: String,
+    pub kind: String,
+    pub id: String,
+    pub identity: Option<String>,
+    pub created_at: Option<i64>,
+    pub state: CredentialState,
 }
 
 /// A configured source, ready to poll. One variant per source type.

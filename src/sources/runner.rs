@@ -178,6 +178,8 @@ pub async fn poll_once(
         now,
         deadline: started + cfg.timeout,
         policy,
+        known_credentials: Vec::new(),
+        linked_credentials: Default::default(),
     };
     let poll = source.poll(ctx, ObservationSender::new(tx.clone()));
     let verdict = tokio::select! {
