@@ -221,7 +221,13 @@ impl App {
     pub fn recompute(&self, now: i64) -> Result<(), StoreError> {
         let cfg = self.config();
         let reader = self.store.reader()?;
-        let snap = kpi::compute(&reader, &cfg.policy, now)?;
+        let sources: BTreeSet<String> = cfg
+            .sources
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| s.name.clone())
+            .collect();
+        let snap = kpi::compute_with(&reader, &cfg.policy, &cfg.labels, Some(&sources), now)?;
         {
             let writer = self.store.writer();
             kpi::record_history(&writer, &snap, &cfg.policy)?;

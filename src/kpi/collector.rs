@@ -56,6 +56,17 @@ const FAMILIES: &[Family] = &[
     Family { name: "nhi_exposures_revoked_total", help: "Exposures confirmed unusable (outcome).", kind: MetricType::COUNTER },
     Family { name: "nhi_time_to_revoke_seconds", help: "First detection to confirmed revocation, once per exposure.", kind: MetricType::HISTOGRAM },
     Family { name: "nhi_time_to_close_seconds", help: "Detection to closure of a finding (the activity twin of time to revoke).", kind: MetricType::HISTOGRAM },
+    Family { name: "nhi_identities", help: "Non-human identities inventoried.", kind: MetricType::GAUGE },
+    Family { name: "nhi_human_identities", help: "Human principals seen (for the NHI:human ratio).", kind: MetricType::GAUGE },
+    Family { name: "nhi_standing_privileged_identities", help: "Non-human identities holding admin-equivalent rights permanently.", kind: MetricType::GAUGE },
+    Family { name: "nhi_unused_identities", help: "Non-human identities not used within policy.unused_after.", kind: MetricType::GAUGE },
+    Family { name: "nhi_identities_owned", help: "Non-human identities with a known owning team.", kind: MetricType::GAUGE },
+    Family { name: "nhi_identities_governed", help: "Non-human identities that are owned, used within policy.unused_after, and whose active credentials are all within policy.max_credential_age or rotated automatically.", kind: MetricType::GAUGE },
+    Family { name: "nhi_credentials", help: "Credentials by state.", kind: MetricType::GAUGE },
+    Family { name: "nhi_long_lived_credentials", help: "Active credentials not rotated within policy.max_credential_age.", kind: MetricType::GAUGE },
+    Family { name: "nhi_credentials_rotation_enabled", help: "Active credentials with automatic rotation.", kind: MetricType::GAUGE },
+    Family { name: "nhi_credentials_by_age", help: "Active credentials by time since last rotation.", kind: MetricType::GAUGE },
+    Family { name: "nhi_credential_oldest_age_seconds", help: "Time since last rotation of the oldest active credential.", kind: MetricType::GAUGE },
     Family { name: "nhi_closure_ratio", help: "Findings closed in the window divided by findings open at its start plus detected in it.", kind: MetricType::GAUGE },
     Family { name: "nhi_exposure_reduction_ratio", help: "Exposures confirmed revoked in the window divided by exposures open at its start plus opened in it.", kind: MetricType::GAUGE },
     Family { name: "nhi_time_to_revoke_median_seconds", help: "Exact median time to revoke of the exposures revoked in the window.", kind: MetricType::GAUGE },
@@ -259,6 +270,8 @@ impl KpiCollector {
             push(fam, histogram(&pairs, b, *sum, *count));
         }
 
+        Self::inventory(view, &live, &mut push);
+
         for w in &s.windows {
             let win = [("window", w.label.as_str())];
             push(
@@ -302,6 +315,125 @@ impl KpiCollector {
             }
         }
         out
+    }
+}
+
+/// The kinds an inventory source type reports, for zero-valued series
+/// before its first poll: (provider, identity kinds, credential kinds).
+fn inventory_kinds(
+    source_type: &str,
+) -> Option<(&'static str, &'static [&'static str], &'static [&'static str])> {
+    match source_type {
+        "vault" => Some(("vault", &["token", "approle"], &["kv", "token", "secret_id"])),
+        "aws" => Some(("aws", &["user", "role"], &["access_key", "secret"])),
+        _ => None,
+    }
+}
+
+impl KpiCollector {
+    fn inventory(
+        view: &KpiView,
+        live: &BTreeSet<&str>,
+        push: &mut impl FnMut(&'static str, proto::Metric),
+    ) {
+        use super::inventory::{CredentialCounts, IdentityCounts, AGE_BANDS};
+        let inv = &view.snapshot.inventory;
+        let team_on = inv.team_labels;
+        let mut ids = inv.identities.clone();
+        let mut creds = inv.credentials.clone();
+        let mut humans = inv.humans.clone();
+        for (src, t) in &view.sources {
+            if let Some((provider, id_kinds, cred_kinds)) = inventory_kinds(t) {
+                for k in id_kinds.iter() {
+                    let key = (src.clone(), provider.to_string(), k.to_string(), String::new());
+                    if !ids.keys().any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2) {
+                        ids.insert(key, IdentityCounts::default());
+                    }
+                }
+                for k in cred_kinds.iter() {
+                    let key = (src.clone(), provider.to_string(), k.to_string(), String::new());
+                    if !creds.keys().any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2) {
+                        creds.insert(key, CredentialCounts::default());
+                    }
+                }
+                humans.entry((src.clone(), provider.to_string())).or_insert(0);
+            }
+        }
+        let pairs = |source: &str, provider: &str, kind: &str, team: &str| {
+            let mut v = vec![
+                ("source".to_string(), source.to_string()),
+                ("provider".to_string(), provider.to_string()),
+                ("kind".to_string(), kind.to_string()),
+            ];
+            if team_on {
+                v.push(("team".to_string(), team.to_string()));
+            }
+            v
+        };
+        let g = |l: &[(String, String)], v: f64| {
+            let p: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            gauge(&p, v)
+        };
+        for ((source, provider, kind, team), c) in &ids {
+            if !live.contains(source.as_str()) {
+                continue;
+            }
+            let l = pairs(source, provider, kind, team);
+            push("nhi_identities", g(&l, c.total as f64));
+            push(
+                "nhi_standing_privileged_identities",
+                g(&l, c.standing_privileged as f64),
+            );
+            push("nhi_unused_identities", g(&l, c.unused as f64));
+            push("nhi_identities_owned", g(&l, c.owned as f64));
+            push("nhi_identities_governed", g(&l, c.governed as f64));
+        }
+        for ((source, provider), n) in &humans {
+            if live.contains(source.as_str()) {
+                push(
+                    "nhi_human_identities",
+                    gauge(&[("source", source), ("provider", provider)], *n as f64),
+                );
+            }
+        }
+        // Age bands aggregate kinds: (source, provider, team) → counts.
+        let mut bands: BTreeMap<(&str, &str, &str), [u64; 4]> = BTreeMap::new();
+        for ((source, provider, kind, team), c) in &creds {
+            if !live.contains(source.as_str()) {
+                continue;
+            }
+            let l = pairs(source, provider, kind, team);
+            for (state, n) in [("active", c.active), ("inactive", c.inactive)] {
+                let mut ls = l.clone();
+                ls.push(("state".to_string(), state.to_string()));
+                push("nhi_credentials", g(&ls, n as f64));
+            }
+            push("nhi_long_lived_credentials", g(&l, c.long_lived as f64));
+            push(
+                "nhi_credentials_rotation_enabled",
+                g(&l, c.rotation_enabled as f64),
+            );
+            if let Some(age) = c.oldest_age {
+                push("nhi_credential_oldest_age_seconds", g(&l, age));
+            }
+            let b = bands.entry((source, provider, team)).or_default();
+            for (i, n) in c.bands.iter().enumerate() {
+                b[i] += n;
+            }
+        }
+        for ((source, provider, team), counts) in bands {
+            for (i, (band, _)) in AGE_BANDS.iter().enumerate() {
+                let mut l = vec![
+                    ("source".to_string(), source.to_string()),
+                    ("provider".to_string(), provider.to_string()),
+                    ("band".to_string(), band.to_string()),
+                ];
+                if team_on {
+                    l.push(("team".to_string(), team.to_string()));
+                }
+                push("nhi_credentials_by_age", g(&l, counts[i] as f64));
+            }
+        }
     }
 }
 

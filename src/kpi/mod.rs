@@ -3,9 +3,10 @@
 //! [`collector::KpiCollector`] renders the latest snapshot.
 
 pub mod collector;
+pub mod inventory;
 pub mod windows;
 
-use crate::config::Policy;
+use crate::config::{LabelsConfig, Policy};
 use crate::sources::Validity;
 use crate::store::{decode_labels, StoreError, TIME_BUCKETS};
 use rusqlite::{params, Connection};
@@ -52,6 +53,8 @@ pub struct Snapshot {
     pub posture: BTreeMap<String, f64>,
     /// The store's first successful poll.
     pub first_success: Option<i64>,
+    /// Identity and credential counts of the inventory sources.
+    pub inventory: inventory::Inventory,
 }
 
 impl Snapshot {
@@ -79,8 +82,25 @@ fn type_labels(conn: &Connection, max: usize) -> Result<BTreeMap<String, String>
     Ok(out)
 }
 
-/// Derive every KPI from the store as of `now` (unix seconds).
+/// Derive every KPI from the store as of `now` (unix seconds), with team
+/// labels off and every source's inventory counted.
 pub fn compute(conn: &Connection, policy: &Policy, now: i64) -> Result<Snapshot, StoreError> {
+    let labels = LabelsConfig {
+        team_enabled: false,
+        team_max_values: 0,
+    };
+    compute_with(conn, policy, &labels, None, now)
+}
+
+/// Derive every KPI from the store as of `now` (unix seconds). Inventory
+/// KPIs count only `sources` (the configured ones) when given.
+pub fn compute_with(
+    conn: &Connection,
+    policy: &Policy,
+    labels: &LabelsConfig,
+    sources: Option<&std::collections::BTreeSet<String>>,
+    now: i64,
+) -> Result<Snapshot, StoreError> {
     let mut s = Snapshot {
         computed_at: now,
         ..Default::default()
@@ -183,6 +203,10 @@ pub fn compute(conn: &Connection, policy: &Policy, now: i64) -> Result<Snapshot,
         (1.0 - live_or_unknown as f64 / seen as f64).clamp(0.0, 1.0)
     };
     s.posture.insert("exposure".into(), exposure);
+    s.inventory = inventory::compute(conn, policy, labels, sources, now)?;
+    for (dim, v) in s.inventory.posture() {
+        s.posture.insert(dim.into(), v.clamp(0.0, 1.0));
+    }
     let dims: Vec<f64> = s.posture.values().copied().collect();
     s.posture.insert(
         "overall".into(),

@@ -138,9 +138,15 @@ pub async fn poll_once(
     let known = {
         let store = store.clone();
         let name = name.clone();
-        tokio::task::spawn_blocking(move || store.target_fingerprints(&name)).await
+        tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((
+                store.target_fingerprints(&name)?,
+                store.poll_knowledge(&name)?,
+            ))
+        })
+        .await
     };
-    let known = match known {
+    let (known, (known_credentials, linked_credentials)) = match known {
         Ok(Ok(k)) => k,
         Ok(Err(e)) => {
             out.errors
@@ -178,8 +184,8 @@ pub async fn poll_once(
         now,
         deadline: started + cfg.timeout,
         policy,
-        known_credentials: Vec::new(),
-        linked_credentials: Default::default(),
+        known_credentials,
+        linked_credentials,
     };
     let poll = source.poll(ctx, ObservationSender::new(tx.clone()));
     let verdict = tokio::select! {

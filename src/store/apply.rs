@@ -3,7 +3,10 @@
 //! (open, revoked, residual, closed-unverified) and the persisted counters.
 
 use super::{encode_labels, normalise_secret_type, StoreError, TIME_BUCKETS};
-use crate::sources::{ExposureKey, ObservedFinding, Resolution, TargetScan, Validity};
+use crate::sources::{
+    ExposureKey, InventoryScan, ObservedCredential, ObservedFinding, Resolution, TargetScan,
+    Validity,
+};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -17,6 +20,32 @@ pub struct ApplyStats {
     pub findings_reopened: u64,
     pub exposures_new: u64,
     pub exposures_revoked: u64,
+    pub inventories: u64,
+    pub identities_changed: u64,
+    pub credentials_changed: u64,
+}
+
+/// Deleted credentials no leak links to are forgotten after this long.
+const DELETED_CREDENTIAL_RETENTION: i64 = 400 * 86_400;
+
+/// Compact digest of an observed row: unchanged rows are not rewritten.
+fn digest_of(v: &impl std::fmt::Debug) -> Vec<u8> {
+    Sha256::digest(format!("{v:?}").as_bytes())[..16].to_vec()
+}
+
+/// The `exposures.key` a secret HMAC maps to (see `exposure_key`).
+fn secret_key(h: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(b's');
+    k.extend_from_slice(&h[..16]);
+    k
+}
+
+struct KnownCred {
+    id: i64,
+    digest: Vec<u8>,
+    state: String,
+    last_rotated_at: Option<i64>,
 }
 
 #[derive(Default, Clone)]
@@ -70,6 +99,9 @@ pub struct PollApplier<'c> {
     /// Change of open findings per (secret type, validity).
     open_delta: HashMap<(String, &'static str), i64>,
     stats: ApplyStats,
+    /// Whether any credential has value keys (vault `match_values`): only
+    /// then are new exposures looked up for a value link.
+    has_values: bool,
 }
 
 fn validity_of_rank(r: i64) -> Validity {
@@ -105,6 +137,16 @@ impl<'c> PollApplier<'c> {
             open_delta: HashMap::new(),
             normalised: HashMap::new(),
             stats: ApplyStats::default(),
+            has_values: false,
+        })
+        .and_then(|mut ap| {
+            ap.has_values = ap
+                .tx
+                .query_row("SELECT EXISTS(SELECT 1 FROM credential_values)", [], |r| {
+                    r.get::<_, i64>(0)
+                })?
+                != 0;
+            Ok(ap)
         })
     }
 
@@ -410,11 +452,29 @@ impl<'c> PollApplier<'c> {
                 f.validity.as_str(),
             ])?;
         for link in &f.links {
-            self.tx
+            let n = self
+                .tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id) VALUES (?1, ?2, ?3)",
                 )?
                 .execute(params![exposure_id, link.provider, link.id])?;
+            if n > 0 {
+                dirty.insert(exposure_id);
+            }
+        }
+        if self.has_values && matches!(f.exposure, ExposureKey::Secret(_)) {
+            // A vault value equal to the leaked secret (match_values).
+            let n = self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
+                     SELECT ?1, c.provider, c.ext_id FROM credential_values v
+                       JOIN credentials c ON c.id = v.credential_id WHERE v.key = ?2",
+                )?
+                .execute(params![exposure_id, key])?;
+            if n > 0 {
+                dirty.insert(exposure_id);
+            }
         }
         *self.detected.entry(type_label).or_default() += 1;
         if open {
@@ -493,7 +553,35 @@ impl<'c> PollApplier<'c> {
             );
             self.stats.exposures_revoked += 1;
         }
-        let residual = !is_open && revoked.is_none() && validity == Validity::Live;
+        // Linked credentials (AWS access key ids in the leak, vault values):
+        // revoked once every linked credential the inventories know is
+        // unusable; still working while any of them is usable.
+        let mut credential_live = false;
+        if revoked.is_none() {
+            let linked = self.linked_credential_states(id, first_detected, at)?;
+            if !linked.is_empty() {
+                if linked.iter().any(|l| l.is_none()) {
+                    credential_live = true;
+                } else if let Some((t, provider)) = linked.into_iter().flatten().max() {
+                    let t = t.max(first_detected);
+                    revoked = Some(t);
+                    confirmed_by = Some(provider);
+                    self.count(
+                        "nhi_exposures_revoked_total",
+                        &[("confirmed_by", provider)],
+                        1.0,
+                    );
+                    self.observe(
+                        "nhi_time_to_revoke_seconds",
+                        &[("confirmed_by", provider)],
+                        (t - first_detected) as f64,
+                    );
+                    self.stats.exposures_revoked += 1;
+                }
+            }
+        }
+        let residual =
+            !is_open && revoked.is_none() && (validity == Validity::Live || credential_live);
         self.tx
             .prepare_cached(
                 "UPDATE exposures SET open_findings = ?2, validity = ?3, closed_at = ?4, revoked_at = ?5,
@@ -511,9 +599,306 @@ impl<'c> PollApplier<'c> {
         Ok(())
     }
 
-    /// Apply the complete inventory of one scope of this source.
-    pub fn inventory(&mut self, _inv: &crate::sources::InventoryScan) -> Result<(), StoreError> {
+    /// For each inventoried credential linked to the exposure: `None` while
+    /// usable, else when it became unusable and the `confirmed_by` value.
+    #[allow(clippy::type_complexity)]
+    fn linked_credential_states(
+        &mut self,
+        exposure_id: i64,
+        first_detected: i64,
+        at: i64,
+    ) -> Result<Vec<Option<(i64, &'static str)>>, StoreError> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT c.provider, c.kind, c.state, c.state_changed_at, c.last_rotated_at, c.expires_at,
+                    EXISTS(SELECT 1 FROM credential_values v WHERE v.credential_id = c.id AND v.key = e.key),
+                    EXISTS(SELECT 1 FROM credential_values v WHERE v.credential_id = c.id)
+             FROM exposure_links l
+             JOIN exposures e ON e.id = l.exposure_id
+             JOIN credentials c ON c.provider = l.provider AND c.ext_id = l.credential_id
+             WHERE l.exposure_id = ?1",
+        )?;
+        let mut rows = stmt.query([exposure_id])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let provider: String = r.get(0)?;
+            let confirmed_by = match provider.as_str() {
+                "aws" => "aws",
+                "gcp" => "gcp",
+                "azure" => "azure",
+                "vault" => "vault",
+                "kubernetes" => "kubernetes",
+                _ => continue,
+            };
+            let kind: String = r.get(1)?;
+            let state: String = r.get(2)?;
+            let changed_at: i64 = r.get(3)?;
+            let rotated_at: Option<i64> = r.get(4)?;
+            let expires_at: Option<i64> = r.get(5)?;
+            let value_current: bool = r.get::<_, i64>(6)? != 0;
+            let has_values: bool = r.get::<_, i64>(7)? != 0;
+            let unusable_at = if state != "active" {
+                Some(changed_at)
+            } else if let Some(x) = expires_at.filter(|x| *x <= at) {
+                Some(x)
+            } else if kind == "kv" {
+                // A new version written after the leak, no longer holding the
+                // leaked value (when values are matched), is a rotation.
+                rotated_at.filter(|t| *t > first_detected && !(has_values && value_current))
+            } else {
+                None
+            };
+            out.push(unusable_at.map(|t| (t, confirmed_by)));
+        }
+        Ok(out)
+    }
+
+    fn team_rank(&mut self, team: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO teams(name, rank) SELECT ?1, COALESCE(MAX(rank), 0) + 1 FROM teams",
+            )?
+            .execute([team])?;
         Ok(())
+    }
+
+    /// Apply the complete inventory of one scope of this source: upsert
+    /// what changed, delete identities and mark credentials `deleted` that
+    /// are absent, link leaks to credential values, and re-derive the
+    /// exposures whose linked credentials changed.
+    pub fn inventory(&mut self, inv: &InventoryScan) -> Result<(), StoreError> {
+        self.stats.inventories += 1;
+        let at = inv.observed_at;
+        let source = self.source.clone();
+        // In order of appearance: the first teams seen keep their label.
+        let mut teams: Vec<&str> = Vec::new();
+        let mut team_seen: HashSet<&str> = HashSet::new();
+
+        let existing: HashMap<String, (i64, Vec<u8>)> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT ext_id, id, digest FROM identities WHERE source = ?1 AND scope = ?2",
+            )?;
+            let rows = stmt.query_map(params![source, inv.scope], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get(2)?)))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut seen: HashSet<&str> = HashSet::with_capacity(inv.identities.len());
+        for i in &inv.identities {
+            if !seen.insert(i.id.as_str()) {
+                continue;
+            }
+            if let Some(t) = i.team.as_deref().filter(|t| team_seen.insert(t)) {
+                teams.push(t);
+            }
+            let digest = digest_of(i);
+            if existing.get(&i.id).is_some_and(|(_, d)| *d == digest) {
+                continue;
+            }
+            self.stats.identities_changed += 1;
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO identities(source, scope, ext_id, provider, account, kind, name, created_at,
+                        last_used_at, usage_tracked, team, privileged, standing, human, digest)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
+                        provider = excluded.provider, account = excluded.account, kind = excluded.kind,
+                        name = excluded.name, created_at = excluded.created_at,
+                        last_used_at = MAX(COALESCE(excluded.last_used_at, 0), COALESCE(last_used_at, 0)),
+                        usage_tracked = excluded.usage_tracked, team = excluded.team,
+                        privileged = excluded.privileged, standing = excluded.standing,
+                        human = excluded.human, digest = excluded.digest",
+                )?
+                .execute(params![
+                    source,
+                    inv.scope,
+                    i.id,
+                    i.provider,
+                    i.account,
+                    i.kind,
+                    i.name,
+                    i.created_at,
+                    i.last_used_at,
+                    i.usage_tracked as i64,
+                    i.team,
+                    i.privileged,
+                    i.standing as i64,
+                    i.human as i64,
+                    digest,
+                ])?;
+        }
+        for (ext, (id, _)) in &existing {
+            if !seen.contains(ext.as_str()) {
+                self.stats.identities_changed += 1;
+                self.tx
+                    .prepare_cached("DELETE FROM identities WHERE id = ?1")?
+                    .execute([id])?;
+            }
+        }
+        // 0 stored as "never used": keep NULL for the KPIs.
+        self.tx
+            .prepare_cached(
+                "UPDATE identities SET last_used_at = NULL WHERE source = ?1 AND scope = ?2 AND last_used_at = 0",
+            )?
+            .execute(params![source, inv.scope])?;
+
+        let known: HashMap<String, KnownCred> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT ext_id, id, digest, state, last_rotated_at FROM credentials WHERE source = ?1 AND scope = ?2",
+            )?;
+            let rows = stmt.query_map(params![source, inv.scope], |r| {
+                Ok((
+                    r.get(0)?,
+                    KnownCred {
+                        id: r.get(1)?,
+                        digest: r.get(2)?,
+                        state: r.get(3)?,
+                        last_rotated_at: r.get(4)?,
+                    },
+                ))
+            })?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut changed: Vec<(&str, &str)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(inv.credentials.len());
+        for c in &inv.credentials {
+            if !seen.insert(c.id.as_str()) {
+                continue;
+            }
+            if let Some(t) = c.team.as_deref().filter(|t| team_seen.insert(t)) {
+                teams.push(t);
+            }
+            let digest = digest_of(c);
+            let state = c.state.as_str();
+            let old = known.get(&c.id);
+            if old.is_some_and(|k| k.digest == digest && k.state == state) {
+                continue;
+            }
+            self.stats.credentials_changed += 1;
+            let state_changed = old.is_none_or(|k| k.state != state);
+            let cred_id = self.upsert_credential(&inv.scope, c, &digest, at, state_changed)?;
+            if state_changed || old.is_some_and(|k| k.last_rotated_at != c.last_rotated_at) {
+                changed.push((c.provider, c.id.as_str()));
+            }
+            if old.is_some() {
+                self.tx
+                    .prepare_cached("DELETE FROM credential_values WHERE credential_id = ?1")?
+                    .execute([cred_id])?;
+            }
+            for h in &c.value_hashes {
+                let key = secret_key(h);
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO credential_values(key, credential_id) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![key, cred_id])?;
+                self.has_values = true;
+                // Link a leak of this value (exposures hold the same key).
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
+                         SELECT id, ?2, ?3 FROM exposures WHERE key = ?1",
+                    )?
+                    .execute(params![key, c.provider, c.id])?;
+            }
+            if !c.value_hashes.is_empty() || old.is_some() {
+                // A new link, or a value that changed: re-derive.
+                changed.push((c.provider, c.id.as_str()));
+            }
+        }
+        let mut gone: Vec<(String, String)> = Vec::new();
+        for (ext, k) in &known {
+            if k.state != "deleted" && !seen.contains(ext.as_str()) {
+                self.stats.credentials_changed += 1;
+                let provider: String = self
+                    .tx
+                    .prepare_cached(
+                        "UPDATE credentials SET state = 'deleted', state_changed_at = ?2 WHERE id = ?1 RETURNING provider",
+                    )?
+                    .query_row(params![k.id, at], |r| r.get(0))?;
+                self.tx
+                    .prepare_cached("DELETE FROM credential_values WHERE credential_id = ?1")?
+                    .execute([k.id])?;
+                gone.push((provider, ext.clone()));
+            }
+        }
+        for t in teams {
+            self.team_rank(t)?;
+        }
+        let mut dirty: HashSet<i64> = HashSet::new();
+        {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT exposure_id FROM exposure_links WHERE provider = ?1 AND credential_id = ?2",
+            )?;
+            for (p, c) in changed
+                .iter()
+                .copied()
+                .chain(gone.iter().map(|(p, c)| (p.as_str(), c.as_str())))
+            {
+                let rows = stmt.query_map(params![p, c], |r| r.get::<_, i64>(0))?;
+                for r in rows {
+                    dirty.insert(r?);
+                }
+            }
+        }
+        for eid in dirty {
+            self.recompute_exposure(eid, at)?;
+        }
+        self.tx
+            .prepare_cached(
+                "DELETE FROM credentials WHERE source = ?1 AND scope = ?2 AND state = 'deleted'
+                   AND state_changed_at < ?3
+                   AND NOT EXISTS (SELECT 1 FROM exposure_links l
+                                   WHERE l.provider = credentials.provider AND l.credential_id = credentials.ext_id)",
+            )?
+            .execute(params![source, inv.scope, at - DELETED_CREDENTIAL_RETENTION])?;
+        Ok(())
+    }
+
+    fn upsert_credential(
+        &mut self,
+        scope: &str,
+        c: &ObservedCredential,
+        digest: &[u8],
+        at: i64,
+        state_changed: bool,
+    ) -> Result<i64, StoreError> {
+        let id = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO credentials(source, scope, ext_id, provider, kind, identity, team, created_at,
+                    last_rotated_at, expires_at, last_used_at, state, state_changed_at, rotation_enabled, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
+                    provider = excluded.provider, kind = excluded.kind, identity = excluded.identity,
+                    team = excluded.team, created_at = excluded.created_at,
+                    last_rotated_at = excluded.last_rotated_at, expires_at = excluded.expires_at,
+                    last_used_at = excluded.last_used_at, state = excluded.state,
+                    state_changed_at = CASE WHEN ?16 THEN excluded.state_changed_at ELSE state_changed_at END,
+                    rotation_enabled = excluded.rotation_enabled, digest = excluded.digest
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    self.source,
+                    scope,
+                    c.id,
+                    c.provider,
+                    c.kind,
+                    c.identity,
+                    c.team,
+                    c.created_at,
+                    c.last_rotated_at,
+                    c.expires_at,
+                    c.last_used_at,
+                    c.state.as_str(),
+                    at,
+                    c.rotation_enabled as i64,
+                    digest,
+                    state_changed,
+                ],
+                |r| r.get(0),
+            )?;
+        Ok(id)
     }
 
     pub fn stats(&self) -> &ApplyStats {

@@ -229,6 +229,53 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// What a source's poll may reuse: its credentials as last applied (not
+    /// deleted), and the ids of credentials linked to leaks not yet
+    /// confirmed revoked. Only inventory sources have any.
+    pub fn poll_knowledge(
+        &self,
+        source: &str,
+    ) -> Result<
+        (
+            Vec<crate::sources::KnownCredential>,
+            std::collections::HashSet<String>,
+        ),
+        StoreError,
+    > {
+        use crate::sources::{CredentialState, KnownCredential};
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(
+            "SELECT scope, kind, ext_id, identity, created_at, state FROM credentials
+             WHERE source = ?1 AND state != 'deleted'",
+        )?;
+        let rows = stmt.query_map([source], |r| {
+            Ok(KnownCredential {
+                scope: r.get(0)?,
+                kind: r.get(1)?,
+                id: r.get(2)?,
+                identity: r.get(3)?,
+                created_at: r.get(4)?,
+                state: if r.get::<_, String>(5)? == "active" {
+                    CredentialState::Active
+                } else {
+                    CredentialState::Inactive
+                },
+            })
+        })?;
+        let known = rows.collect::<Result<Vec<_>, _>>()?;
+        let linked = if known.is_empty() {
+            Default::default()
+        } else {
+            let mut stmt = conn.prepare(
+                "SELECT DISTINCT l.credential_id FROM exposure_links l
+                 JOIN exposures e ON e.id = l.exposure_id WHERE e.revoked_at IS NULL",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        Ok((known, linked))
+    }
+
     /// Last successful poll time of each source, as persisted.
     pub fn last_successes(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let conn = self.reader()?;
@@ -282,3 +329,5 @@ pub fn normalise_secret_type(raw: &str) -> String {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod inventory_tests;

@@ -126,6 +126,73 @@ CREATE TABLE polls(
     last_success  INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // v2: identity and credential inventories (vault, aws), value links.
+    r#"
+-- Principals of a provider, as the latest complete inventory of their
+-- scope reported them. Names are kept here, never a label.
+CREATE TABLE identities(
+    id            INTEGER PRIMARY KEY,
+    source        TEXT NOT NULL,
+    scope         TEXT NOT NULL,
+    ext_id        TEXT NOT NULL,
+    provider      TEXT NOT NULL,
+    account       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    created_at    INTEGER,
+    last_used_at  INTEGER,
+    usage_tracked INTEGER NOT NULL,
+    team          TEXT,
+    privileged    TEXT,              -- the reason, NULL when not privileged
+    standing      INTEGER NOT NULL,
+    human         INTEGER NOT NULL,
+    digest        BLOB NOT NULL,     -- of the observed fields: skip unchanged rows
+    UNIQUE(source, ext_id)
+);
+CREATE INDEX identities_scope ON identities(source, scope);
+
+-- Credentials. A credential absent from a complete inventory of its scope
+-- is kept as 'deleted' (the evidence of a revocation), never removed
+-- while a leak links to it.
+CREATE TABLE credentials(
+    id               INTEGER PRIMARY KEY,
+    source           TEXT NOT NULL,
+    scope            TEXT NOT NULL,
+    ext_id           TEXT NOT NULL,
+    provider         TEXT NOT NULL,
+    kind             TEXT NOT NULL,
+    identity         TEXT,
+    team             TEXT,
+    created_at       INTEGER,
+    last_rotated_at  INTEGER,
+    expires_at       INTEGER,
+    last_used_at     INTEGER,
+    state            TEXT NOT NULL,   -- active, inactive, deleted
+    state_changed_at INTEGER NOT NULL,
+    rotation_enabled INTEGER NOT NULL,
+    digest           BLOB NOT NULL,
+    UNIQUE(source, ext_id)
+);
+CREATE INDEX credentials_scope ON credentials(source, scope);
+CREATE INDEX credentials_ext ON credentials(provider, ext_id);
+CREATE INDEX credentials_identity ON credentials(source, identity) WHERE identity IS NOT NULL;
+
+-- Keys (as in exposures.key) of a credential's current values, only under
+-- a vault source's match_values: links leaks to the credential. No value.
+CREATE TABLE credential_values(
+    key           BLOB NOT NULL,
+    credential_id INTEGER NOT NULL REFERENCES credentials(id) ON DELETE CASCADE,
+    PRIMARY KEY(key, credential_id)
+) WITHOUT ROWID;
+CREATE INDEX credential_values_credential ON credential_values(credential_id);
+
+-- Owning teams in order of first appearance: the first
+-- labels.team.max_values are label values, the rest are `other`.
+CREATE TABLE teams(
+    name TEXT PRIMARY KEY,
+    rank INTEGER NOT NULL UNIQUE
+) WITHOUT ROWID;
+"#,
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -1,0 +1,325 @@
+//! Inventory apply: complete-scope semantics, linking leaks to credentials
+//! and confirmed revocation (SPEC §2), with the KPIs they produce.
+
+use super::tests::{apply, finding, scan};
+use super::*;
+use crate::config::{LabelsConfig, Policy};
+use crate::kpi;
+use crate::sources::{
+    CredentialRef, CredentialState, InventoryScan, ObservedCredential, ObservedIdentity,
+};
+
+const DAY: i64 = 86_400;
+const T0: i64 = 1_750_000_000;
+const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+fn open_store(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join("state.db"), "key1").unwrap()
+}
+
+fn user(id: &str, privileged: bool, last_used: Option<i64>) -> ObservedIdentity {
+    ObservedIdentity {
+        provider: "aws",
+        account: "123456789012".into(),
+        kind: "user",
+        id: id.into(),
+        name: format!("name-{id}"),
+        created_at: Some(T0 - 400 * DAY),
+        last_used_at: last_used,
+        usage_tracked: true,
+        team: None,
+        privileged: privileged.then(|| "AdministratorAccess".to_string()),
+        standing: privileged,
+        human: false,
+    }
+}
+
+fn key(id: &str, owner: &str, rotated: i64, state: CredentialState) -> ObservedCredential {
+    ObservedCredential {
+        provider: "aws",
+        kind: "access_key",
+        id: id.into(),
+        identity: Some(owner.into()),
+        team: None,
+        created_at: Some(rotated),
+        last_rotated_at: Some(rotated),
+        expires_at: None,
+        last_used_at: None,
+        state,
+        rotation_enabled: false,
+        value_hashes: vec![],
+    }
+}
+
+fn inventory(
+    store: &Store,
+    source: &str,
+    at: i64,
+    scope: &str,
+    identities: Vec<ObservedIdentity>,
+    credentials: Vec<ObservedCredential>,
+) -> ApplyStats {
+    let mut conn = store.writer();
+    let mut ap = PollApplier::begin(&mut conn, source, at, 100).unwrap();
+    ap.inventory(&InventoryScan {
+        scope: scope.into(),
+        observed_at: at,
+        identities,
+        credentials,
+    })
+    .unwrap();
+    ap.commit().unwrap()
+}
+
+fn snapshot(store: &Store, now: i64, teams: bool) -> kpi::Snapshot {
+    let labels = LabelsConfig {
+        team_enabled: teams,
+        team_max_values: 1,
+    };
+    kpi::compute_with(
+        &store.reader().unwrap(),
+        &Policy::default(),
+        &labels,
+        None,
+        now,
+    )
+    .unwrap()
+}
+
+fn counter(s: &kpi::Snapshot, name: &str, by: &str) -> f64 {
+    s.counters
+        .iter()
+        .find(|(n, l, _)| n == name && l.iter().any(|(_, v)| v == by))
+        .map(|c| c.2)
+        .unwrap_or(0.0)
+}
+
+fn leak_with_key(id: &str, secret: u8) -> crate::sources::ObservedFinding {
+    let mut f = finding(id, secret);
+    f.links = vec![CredentialRef {
+        provider: "aws",
+        id: KEY.into(),
+    }];
+    f
+}
+
+#[test]
+fn identity_and_credential_kpis_have_exact_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let mut owned = user("u-owned", false, Some(T0 - DAY));
+    owned.team = Some("payments".into());
+    let mut human = user("u-human", false, Some(T0));
+    human.human = true;
+    let mut other_team = user("u-other", false, Some(T0 - DAY));
+    other_team.team = Some("search".into());
+    let mut secret = key("arn:secret", "x", T0 - 10 * DAY, CredentialState::Active);
+    secret.kind = "secret";
+    secret.identity = None;
+    secret.rotation_enabled = true;
+    inventory(
+        &store,
+        "aws",
+        T0,
+        "iam",
+        vec![
+            user("u-admin", true, Some(T0 - 100 * DAY)), // privileged, unused
+            owned.clone(),
+            human,
+            other_team,
+        ],
+        vec![
+            key("AKIA1", "u-admin", T0 - 400 * DAY, CredentialState::Active),
+            key("AKIA2", "u-owned", T0 - 40 * DAY, CredentialState::Active),
+            key("AKIA3", "u-owned", T0 - 5 * DAY, CredentialState::Inactive),
+            secret,
+        ],
+    );
+    let s = snapshot(&store, T0, false);
+    let inv = &s.inventory;
+    let users = &inv.identities[&("aws".into(), "aws".into(), "user".into(), String::new())];
+    assert_eq!(users.total, 3);
+    assert_eq!(users.standing_privileged, 1);
+    assert_eq!(users.unused, 1);
+    assert_eq!(users.owned, 2);
+    // u-owned: owned, used, its active key 40d < 90d: governed. u-other
+    // has no credentials: governed too.
+    assert_eq!(users.governed, 2);
+    assert_eq!(inv.humans[&("aws".into(), "aws".into())], 1);
+    let keys = &inv.credentials[&("aws".into(), "aws".into(), "access_key".into(), String::new())];
+    assert_eq!((keys.active, keys.inactive, keys.long_lived), (2, 1, 1));
+    assert_eq!(keys.oldest_age, Some((400 * DAY) as f64));
+    assert_eq!(keys.bands, [0, 1, 0, 1]);
+    let secrets = &inv.credentials[&("aws".into(), "aws".into(), "secret".into(), String::new())];
+    assert_eq!((secrets.active, secrets.rotation_enabled, secrets.bands), (1, 1, [1, 0, 0, 0]));
+    assert_eq!(s.posture["privilege"], 1.0 - 1.0 / 3.0);
+    assert_eq!(s.posture["governance"], 2.0 / 3.0);
+    assert_eq!(s.posture["hygiene"], 1.0 - 1.0 / 3.0);
+    let mean = (1.0 + (1.0 - 1.0 / 3.0) + 2.0 / 3.0 + (1.0 - 1.0 / 3.0)) / 4.0;
+    assert!((s.posture["overall"] - mean).abs() < 1e-12);
+
+    // Team labels, capped at one value: the first team keeps its name.
+    let s = snapshot(&store, T0, true);
+    let by_team: Vec<(String, u64)> = s
+        .inventory
+        .identities
+        .iter()
+        .map(|(k, c)| (k.3.clone(), c.total))
+        .collect();
+    assert_eq!(
+        by_team,
+        vec![
+            (String::new(), 1),
+            ("other".into(), 1),
+            ("payments".into(), 1)
+        ]
+    );
+
+    // An identity absent from the next complete inventory is gone; its
+    // key is kept as deleted (not counted).
+    inventory(
+        &store,
+        "aws",
+        T0 + 60,
+        "iam",
+        vec![owned],
+        vec![key("AKIA2", "u-owned", T0 - 40 * DAY, CredentialState::Active)],
+    );
+    let s = snapshot(&store, T0 + 60, false);
+    let keys = &s.inventory.credentials[&("aws".into(), "aws".into(), "access_key".into(), String::new())];
+    assert_eq!((keys.active, keys.inactive), (1, 0));
+    // The secret lives in another scope of the same source: untouched? No:
+    // it was sent under scope iam above, so it is deleted with it.
+    assert!(!s
+        .inventory
+        .credentials
+        .contains_key(&("aws".into(), "aws".into(), "secret".into(), String::new())));
+}
+
+#[test]
+fn a_leaked_key_deactivated_is_a_confirmed_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let owner = user("u1", false, Some(T0));
+    inventory(
+        &store,
+        "aws",
+        T0,
+        "iam",
+        vec![owner.clone()],
+        vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)],
+    );
+    apply(&store, "gl", T0 + 100, &[scan("r", T0 + 100, vec![leak_with_key("f1", 1)])]);
+    let s = snapshot(&store, T0 + 100, false);
+    assert_eq!(s.exposed_total(), 1);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 0.0);
+    // The finding is closed while the key still works: residual.
+    apply(&store, "gl", T0 + 200, &[scan("r", T0 + 200, vec![])]);
+    assert_eq!(snapshot(&store, T0 + 200, false).residual_exposures, 1);
+    // A failed poll sends nothing: nothing changes. The key deactivated:
+    // confirmed revoked at the poll that saw it, no longer residual.
+    inventory(
+        &store,
+        "aws",
+        T0 + 3700,
+        "iam",
+        vec![owner],
+        vec![key(KEY, "u1", T0 - DAY, CredentialState::Inactive)],
+    );
+    let s = snapshot(&store, T0 + 3700, false);
+    assert_eq!(s.residual_exposures, 0);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+    let h = s
+        .histograms
+        .iter()
+        .find(|(n, l, _)| n == "nhi_time_to_revoke_seconds" && l[0].1 == "aws")
+        .unwrap();
+    assert_eq!((h.2.count, h.2.sum), (1, 3600.0));
+    // Reactivating and deactivating again does not count twice.
+    inventory(&store, "aws", T0 + 4000, "iam", vec![], vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)]);
+    inventory(&store, "aws", T0 + 5000, "iam", vec![], vec![]);
+    let s = snapshot(&store, T0 + 5000, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+}
+
+#[test]
+fn a_leak_of_a_key_already_deleted_links_on_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    inventory(&store, "aws", T0, "iam", vec![], vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)]);
+    inventory(&store, "aws", T0 + 10, "iam", vec![], vec![]);
+    apply(&store, "gl", T0 + 50, &[scan("r", T0 + 50, vec![leak_with_key("f1", 1)])]);
+    let s = snapshot(&store, T0 + 50, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+    let h = s
+        .histograms
+        .iter()
+        .find(|(n, l, _)| n == "nhi_time_to_revoke_seconds" && l[0].1 == "aws")
+        .unwrap();
+    assert_eq!((h.2.count, h.2.sum), (1, 0.0));
+}
+
+#[test]
+fn a_vault_value_rotated_after_the_leak_is_a_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let kv = |rotated: i64, value: u8| ObservedCredential {
+        provider: "vault",
+        kind: "kv",
+        id: "secret/app/db".into(),
+        identity: None,
+        team: None,
+        created_at: Some(T0 - DAY),
+        last_rotated_at: Some(rotated),
+        expires_at: None,
+        last_used_at: None,
+        state: CredentialState::Active,
+        rotation_enabled: false,
+        value_hashes: vec![[value; 32]],
+    };
+    // The leak comes first, then the vault poll links it by value.
+    apply(&store, "gl", T0, &[scan("r", T0, vec![finding("f1", 7)])]);
+    inventory(&store, "vault", T0 + 10, "kv/secret", vec![], vec![kv(T0 - DAY, 7)]);
+    apply(&store, "gl", T0 + 20, &[scan("r", T0 + 20, vec![])]);
+    let s = snapshot(&store, T0 + 20, false);
+    assert_eq!(s.residual_exposures, 1, "closed, the value still current");
+    // A new version with another value, written after the leak.
+    inventory(&store, "vault", T0 + 500, "kv/secret", vec![], vec![kv(T0 + 400, 8)]);
+    let s = snapshot(&store, T0 + 500, false);
+    assert_eq!(s.residual_exposures, 0);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "vault"), 1.0);
+    let h = s
+        .histograms
+        .iter()
+        .find(|(n, l, _)| n == "nhi_time_to_revoke_seconds" && l[0].1 == "vault")
+        .unwrap();
+    assert_eq!((h.2.count, h.2.sum), (1, 400.0), "the source's own timestamp");
+
+    // A vault value seen first, then leaked: linked on detection.
+    inventory(&store, "vault", T0 + 600, "kv/secret", vec![], vec![kv(T0 + 400, 8)]);
+    apply(&store, "gl", T0 + 700, &[scan("r", T0 + 700, vec![finding("f2", 8)])]);
+    let links: i64 = store
+        .reader()
+        .unwrap()
+        .query_row(
+            "SELECT COUNT(*) FROM exposure_links WHERE provider = 'vault'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(links, 2);
+}
+
+#[test]
+fn unchanged_inventories_rewrite_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let ids: Vec<_> = (0..50).map(|i| user(&format!("u{i}"), false, Some(T0))).collect();
+    let creds: Vec<_> = (0..50)
+        .map(|i| key(&format!("AKIA{i}"), &format!("u{i}"), T0, CredentialState::Active))
+        .collect();
+    let first = inventory(&store, "aws", T0, "iam", ids.clone(), creds.clone());
+    assert_eq!((first.identities_changed, first.credentials_changed), (50, 50));
+    let again = inventory(&store, "aws", T0 + 60, "iam", ids, creds);
+    assert_eq!((again.identities_changed, again.credentials_changed), (0, 0));
+}
