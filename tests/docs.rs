@@ -19,6 +19,7 @@ fn bundled_configs_validate() {
                 ("SCAN_DIR", "/scans"),
                 ("GITLAB_TOKEN", "x"),
                 ("GITHUB_TOKEN", "x"),
+                ("VAULT_TOKEN", "x"),
             ],
         ),
         ("config/demo.yaml", vec![]),

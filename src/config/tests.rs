@@ -340,3 +340,122 @@ fn dollar_escapes() {
     let e = env_of(&[("X", "1")]);
     assert_eq!(raw::expand_str("a$$b${X}c$d", &e).unwrap(), "a$b1c$d");
 }
+
+#[test]
+fn vault_source() {
+    let c = ok(r#"
+sources:
+  - name: v
+    type: vault
+    address: https://vault.example.com:8200/
+    auth: {method: token, token: s.canary-token}
+    kv_mounts: [secret, /team/kv/]
+    match_values: true
+    tls: {ca_file: ca.pem}
+  - name: v2
+    type: vault
+    address: http://127.0.0.1:8200
+    namespace: team-a/
+    auth: {method: approle, role_id: rid, secret_id: sid}
+"#);
+    let SourceKind::Vault(v) = &c.sources[0].kind else {
+        panic!("not vault")
+    };
+    assert_eq!(v.address, "https://vault.example.com:8200");
+    assert_eq!(v.kv_mounts, vec!["secret", "team/kv"]);
+    assert!(v.match_values);
+    assert_eq!(v.ca_file.as_deref(), Some(Path::new("/etc/nhi/ca.pem")));
+    assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose() == "s.canary-token"));
+    assert!(!format!("{v:?}").contains("canary"), "Debug hides the token");
+    let SourceKind::Vault(v2) = &c.sources[1].kind else {
+        panic!("not vault")
+    };
+    assert_eq!(v2.namespace, "team-a");
+    assert!(v2.kv_mounts.is_empty() && !v2.match_values);
+    assert!(
+        matches!(&v2.auth, VaultAuth::AppRole { mount, role_id, secret_id }
+            if mount == "approle" && role_id.expose() == "rid" && secret_id.expose() == "sid")
+    );
+
+    let e = errs(
+        r#"
+sources:
+  - name: v
+    type: vault
+    auth: {method: approle, role_id: r, token: t}
+    kv_mounts: ["bad path"]
+  - name: w
+    type: vault
+    address: https://v
+    auth: {method: kerberos}
+  - name: x
+    type: vault
+    address: https://v
+"#,
+    );
+    let want = [
+        "sources[0].address: is required",
+        "sources[0].auth.token: is only for method: token",
+        "sources[0].auth.secret_id: is required (or secret_id_file)",
+        "sources[0].kv_mounts[0]: \"bad path\" is not a mount path",
+        "sources[1].auth.method: unknown method \"kerberos\"",
+        "sources[2].auth: is required",
+    ];
+    for w in want {
+        assert!(e.iter().any(|m| m.contains(w)), "missing {w:?} in {e:#?}");
+    }
+}
+
+#[test]
+fn aws_source() {
+    let c = ok(r#"
+sources:
+  - name: a
+    type: aws
+    regions: [us-east-1, eu-west-1]
+    assume_role_arn: arn:aws:iam::123456789012:role/nhi-exporter-read
+    endpoint_url: http://127.0.0.1:5000
+  - name: b
+    type: aws
+    regions: [us-gov-west-1]
+    services: [secretsmanager]
+"#);
+    let SourceKind::Aws(a) = &c.sources[0].kind else {
+        panic!("not aws")
+    };
+    assert_eq!(a.regions, vec!["us-east-1", "eu-west-1"]);
+    assert_eq!(a.services, vec![AwsService::Iam, AwsService::SecretsManager]);
+    assert_eq!(a.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    let SourceKind::Aws(b) = &c.sources[1].kind else {
+        panic!("not aws")
+    };
+    assert_eq!(b.services, vec![AwsService::SecretsManager]);
+    assert_eq!(b.assume_role_arn, None);
+    let e = errs(
+        r#"
+sources:
+  - name: a
+    type: aws
+    services: [iam, ec2]
+    assume_role_arn: arn:aws:iam::1234:user/x
+    endpoint_url: ftp://x
+  - name: b
+    type: aws
+    regions: [Europe]
+  - name: c
+    type: aws
+    region: us-east-1
+"#,
+    );
+    let want = [
+        "sources[0].regions: is required",
+        "sources[0].services[1]: unknown service \"ec2\"",
+        "sources[0].assume_role_arn: \"arn:aws:iam::1234:user/x\" is not a role ARN",
+        "sources[0].endpoint_url:",
+        "sources[1].regions[0]: \"Europe\" is not an AWS region",
+        "sources[2].region: unknown key \"region\"",
+    ];
+    for w in want {
+        assert!(e.iter().any(|m| m.contains(w)), "missing {w:?} in {e:#?}");
+    }
+}
