@@ -1,0 +1,174 @@
+//! Store apply benchmark for the inventory sources (figures, not pass/fail).
+//!
+//!   cargo bench --bench inventory
+//!   NHI_BENCH_IDENTITIES=10000 NHI_BENCH_CREDENTIALS=30000 cargo bench --bench inventory
+//!
+//! Applies a synthetic inventory (default 100,000 identities and 300,000
+//! credentials in one scope, as one large AWS account would send) to a fresh
+//! store, then: the same inventory again (unchanged), one with 1% of the
+//! credentials deactivated, with 2,000 leaks linked to access keys; the KPI
+//! recompute; and peak RSS.
+
+use nhi_exporter::config::{LabelsConfig, Policy};
+use nhi_exporter::kpi;
+use nhi_exporter::sources::{
+    CredentialRef, CredentialState, ExposureKey, InventoryScan, Location, ObservedCredential,
+    ObservedFinding, ObservedIdentity, TargetScan, Validity,
+};
+use nhi_exporter::store::{PollApplier, Store};
+use std::time::Instant;
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn rss_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+const T0: i64 = 1_750_000_000;
+const DAY: i64 = 86_400;
+
+fn key_id(i: usize) -> String {
+    format!("AKIA{i:016}")
+}
+
+fn inventory(n_ids: usize, n_creds: usize, inactive_every: usize, at: i64) -> InventoryScan {
+    let identities = (0..n_ids)
+        .map(|i| ObservedIdentity {
+            provider: "aws",
+            account: "123456789012".into(),
+            kind: if i % 5 == 0 { "role" } else { "user" },
+            id: format!("AIDA{i:017}"),
+            name: format!("svc-{i}"),
+            created_at: Some(T0 - (i as i64 % 700) * DAY),
+            last_used_at: (i % 3 != 0).then_some(T0 - (i as i64 % 200) * DAY),
+            usage_tracked: true,
+            team: Some(format!("team-{}", i % 40)),
+            privileged: (i % 50 == 0).then(|| "AdministratorAccess".to_string()),
+            standing: i % 50 == 0,
+            human: i % 20 == 1,
+        })
+        .collect();
+    let credentials = (0..n_creds)
+        .map(|i| ObservedCredential {
+            provider: "aws",
+            kind: if i % 3 == 2 { "secret" } else { "access_key" },
+            id: key_id(i),
+            identity: Some(format!("AIDA{:017}", i % n_ids.max(1))),
+            team: Some(format!("team-{}", i % 40)),
+            created_at: Some(T0 - (i as i64 % 800) * DAY),
+            last_rotated_at: Some(T0 - (i as i64 % 800) * DAY),
+            expires_at: None,
+            last_used_at: Some(T0 - (i as i64 % 30) * DAY),
+            state: if inactive_every > 0 && i % inactive_every == 0 {
+                CredentialState::Inactive
+            } else {
+                CredentialState::Active
+            },
+            rotation_enabled: i % 3 == 2 && i % 2 == 0,
+            value_hashes: vec![],
+        })
+        .collect();
+    InventoryScan {
+        scope: "iam".into(),
+        observed_at: at,
+        identities,
+        credentials,
+    }
+}
+
+fn apply_inventory(store: &Store, at: i64, inv: &InventoryScan) -> f64 {
+    let t = Instant::now();
+    let mut conn = store.writer();
+    let mut ap = PollApplier::begin(&mut conn, "aws", at, 100).expect("begin");
+    ap.inventory(inv).expect("inventory");
+    ap.commit().expect("commit");
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let n_ids = env_usize("NHI_BENCH_IDENTITIES", 100_000);
+    let n_creds = env_usize("NHI_BENCH_CREDENTIALS", 300_000);
+    let n_leaks = env_usize("NHI_BENCH_LEAKS", 2_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("state.db"), "bench").expect("store");
+    println!("inventory: {n_ids} identities, {n_creds} credentials, {n_leaks} linked leaks");
+
+    let inv = inventory(n_ids, n_creds, 0, T0);
+    println!("first apply          {:>8.2} s", apply_inventory(&store, T0, &inv));
+    let inv = inventory(n_ids, n_creds, 0, T0 + 300);
+    println!("unchanged re-apply   {:>8.2} s", apply_inventory(&store, T0 + 300, &inv));
+
+    // Leaks of access key ids, through the scanner path.
+    let findings = (0..n_leaks)
+        .map(|i| ObservedFinding {
+            scanner_id: format!("leak-{i}"),
+            secret_type: "aws-access-token".into(),
+            exposure: ExposureKey::Secret([(i % 251) as u8; 32].map(|b| b ^ (i / 251) as u8)),
+            location: Location::default(),
+            detected_at: Some(T0 + 400),
+            committed_at: None,
+            closed: None,
+            validity: Validity::Unknown,
+            links: vec![CredentialRef {
+                provider: "aws",
+                id: key_id(i * 3 % n_creds.max(1)),
+            }],
+        })
+        .collect();
+    {
+        let mut conn = store.writer();
+        let mut ap = PollApplier::begin(&mut conn, "gitleaks", T0 + 400, 100).expect("begin");
+        ap.target(&TargetScan {
+            target: "report.json".into(),
+            fingerprint: "1".into(),
+            scanned_at: T0 + 400,
+            findings,
+        })
+        .expect("target");
+        ap.commit().expect("commit");
+    }
+    // 1% of the credentials deactivated: some of them leaked keys.
+    let inv = inventory(n_ids, n_creds, 100, T0 + 3_600);
+    println!("1% deactivated       {:>8.2} s", apply_inventory(&store, T0 + 3_600, &inv));
+
+    let labels = LabelsConfig {
+        team_enabled: true,
+        team_max_values: 50,
+    };
+    let t = Instant::now();
+    let snap = kpi::compute_with(
+        &store.reader().expect("reader"),
+        &Policy::default(),
+        &labels,
+        None,
+        T0 + 3_600,
+    )
+    .expect("compute");
+    println!("KPI recompute        {:>8.2} s", t.elapsed().as_secs_f64());
+    let revoked: f64 = snap
+        .counters
+        .iter()
+        .filter(|(n, _, _)| n == "nhi_exposures_revoked_total")
+        .map(|c| c.2)
+        .sum();
+    println!(
+        "exposures revoked: {revoked}; identity series: {}; credential series: {}",
+        snap.inventory.identities.len(),
+        snap.inventory.credentials.len()
+    );
+    println!("peak RSS             {:>8} MiB", rss_kib("VmHWM:") / 1024);
+    let size = std::fs::metadata(dir.path().join("state.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!("store file           {:>8} MiB", size / (1024 * 1024));
+}
