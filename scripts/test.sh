@@ -2,7 +2,7 @@
 # Runs every test of nhi-exporter. On a fresh machine it first installs what
 # the tests need: Debian's prometheus package (promtool and the server), git,
 # and a Python virtualenv (.venv) with the pinned scanners the tests run.
-# Usage: scripts/test.sh
+# Usage: scripts/test.sh [--install-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +61,7 @@ install_python_tools() {
 
 install_debian_packages
 install_python_tools
+if [ "${1:-}" = "--install-only" ]; then exit 0; fi
 
 log "formatting"
 if cargo fmt --version >/dev/null 2>&1; then cargo fmt --all -- --check; else
@@ -78,6 +79,9 @@ bash scripts/check-rules.sh
 
 log "tests"
 cargo test --locked --all-features -- --test-threads=2
+
+log "demo stack: OpenBao + moto + exporter + Prometheus, every dashboard query has data"
+bash scripts/demo-stack.sh --check
 
 log "deployment artifacts (Dockerfile, Helm chart, compose, systemd)"
 bash scripts/check-deploy.sh
