@@ -337,7 +337,7 @@ impl VaultSource {
         ctx: &PollContext,
     ) -> Result<Vec<ObservedCredential>, SourceError> {
         let mount = mount.trim_matches('/');
-        // Walk the folders breadth first.
+        // Walk the folder tree (depth first).
         let mut leaves = Vec::new();
         let mut folders = vec![(String::new(), 0usize)];
         while let Some((folder, depth)) = folders.pop() {
@@ -1180,7 +1180,7 @@ mod tests {
         assert_eq!(c.team, None);
         assert!(!c.rotation_enabled);
         // A deletion scheduled in the future (delete_version_after) is not yet.
-        let before = t("2026-11-27T07:32:21Z");
+        let before = t("2026-11-27T07:32:20Z");
         let c = parse_kv_metadata(
             &fx("kv_metadata_deleted.json"),
             "secret",
@@ -1298,7 +1298,7 @@ mod tests {
     fn approle_parts() {
         assert_eq!(
             parse_auth_mounts(&fx("sys_auth.json")).unwrap(),
-            Vec::<String>::new()
+            ["approle"]
         );
         let two = br#"{"data":{"approle/":{"type":"approle"},"ci/apps/":{"type":"approle"},"token/":{"type":"token"}},"request_id":"r"}"#;
         assert_eq!(parse_auth_mounts(two).unwrap(), ["approle", "ci/apps"]);
