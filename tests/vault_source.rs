@@ -32,8 +32,10 @@ fn hasher() -> Arc<SecretHasher> {
 }
 
 fn policy() -> Arc<Policy> {
-    let mut p = Policy::default();
-    p.team_tag = "team".into();
+    let mut p = Policy {
+        team_tag: "team".into(),
+        ..Default::default()
+    };
     p.privileged.vault_policies = vec!["admin".into()];
     Arc::new(p)
 }

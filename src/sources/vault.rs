@@ -133,12 +133,15 @@ const HUMAN_PATHS: [&str; 6] = [
 /// Vault's zero time: a secret-id that never expires.
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
+/// An AppRole login token and when to log in again (`None`: never expires).
+type CachedLogin = (Credential, Option<Instant>);
+
 #[derive(Debug, Clone)]
 pub struct VaultSource {
     cfg: VaultConfig,
     client: Arc<Mutex<Option<HttpClient>>>,
     /// The AppRole login token and when to log in again.
-    login: Arc<Mutex<Option<(Credential, Option<Instant>)>>>,
+    login: Arc<Mutex<Option<CachedLogin>>>,
 }
 
 impl VaultSource {
@@ -1086,8 +1089,10 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        let mut p = Policy::default();
-        p.team_tag = "team".into();
+        let mut p = Policy {
+            team_tag: "team".into(),
+            ..Default::default()
+        };
         p.privileged.vault_policies = vec!["admin".into()];
         p
     }
