@@ -826,6 +826,55 @@ fn shipped_policy_is_enough_with_a_token_and_with_approle_login() {
         p.scopes()
     );
 
+    // An AppRole whose policy lacks some scopes: those 403s are a lack of
+    // permission, not a stale token, so later polls do not log in again
+    // (no new token per poll).
+    w.bao.root(
+        "POST",
+        "auth/approle/role/narrow",
+        Some(json!({"token_policies": ["kvonly"], "token_no_default_policy": true, "token_ttl": "10m"})),
+    );
+    let narrow_role = w.bao.root("GET", "auth/approle/role/narrow/role-id", None)["data"]
+        ["role_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let narrow_secret = w.bao.root(
+        "POST",
+        "auth/approle/role/narrow/secret-id",
+        Some(json!({})),
+    )["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let auth = VaultAuth::AppRole {
+        mount: "approle".into(),
+        role_id: Credential::new(narrow_role),
+        secret_id: Credential::new(narrow_secret),
+    };
+    let narrow = VaultSource::new(config(&w.bao, auth, &["secret"], false));
+    for _ in 0..3 {
+        let p = poll(&narrow);
+        assert!(p.result.is_ok(), "{:?}", p.result);
+        assert_eq!(p.scopes()["kv/secret"], "ok");
+        assert_eq!(p.scopes()["tokens"], "failed: auth");
+    }
+    let mut logins = 0;
+    for a in w.bao.root("LIST", "auth/token/accessors", None)["data"]["keys"]
+        .as_array()
+        .unwrap()
+    {
+        let v = w.bao.root(
+            "POST",
+            "auth/token/lookup-accessor",
+            Some(json!({"accessor": a})),
+        );
+        if v["data"]["meta"]["role_name"] == "narrow" {
+            logins += 1;
+        }
+    }
+    assert_eq!(logins, 1, "three polls, one login");
+
     // A wrong secret-id: the poll fails with reason auth, without quoting it.
     let auth = VaultAuth::AppRole {
         mount: "approle".into(),

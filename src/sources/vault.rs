@@ -4,8 +4,10 @@
 //! `namespace` is set). With `auth: {method: token}` the configured token is
 //! used as is; with `auth: {method: approle}` the source logs in with
 //! `POST /v1/auth/{mount}/login`, keeps the returned token until 80% of its
-//! lease has passed, and logs in again once when a request is refused (403)
-//! with a cached token.
+//! lease has passed, and logs in again once per poll when a scope is refused
+//! (403) with a cached token. A scope still refused right after a fresh login
+//! lacks permission: its 403s no longer trigger a login (no token is minted
+//! per poll) until it is readable again.
 //!
 //! One poll sends one complete inventory per scope. A scope that cannot be
 //! read (403 permission denied, 5xx after retries, a malformed response) is
@@ -111,7 +113,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -142,6 +144,10 @@ pub struct VaultSource {
     client: Arc<Mutex<Option<HttpClient>>>,
     /// The AppRole login token and when to log in again.
     login: Arc<Mutex<Option<CachedLogin>>>,
+    /// Scopes refused (403) right after a fresh login: a lack of
+    /// permission, not a stale token, so a 403 there does not log in again
+    /// (which would mint a new token every poll).
+    forbidden: Arc<Mutex<HashSet<String>>>,
 }
 
 impl VaultSource {
@@ -150,6 +156,7 @@ impl VaultSource {
             cfg,
             client: Arc::new(Mutex::new(None)),
             login: Arc::new(Mutex::new(None)),
+            forbidden: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -241,7 +248,8 @@ impl VaultSource {
         let account = self.account();
         let mut read_any = false;
         let mut first_failure: Option<SourceError> = None;
-        let mut relogged = !cached;
+        let approle = matches!(self.cfg.auth, VaultAuth::AppRole { .. });
+        let mut fresh = !cached;
 
         // The scopes in order; AppRole mounts are known after `sys/auth`.
         let mut pending: Vec<Scope> = self
@@ -257,13 +265,29 @@ impl VaultSource {
             let scope = pending[i].clone();
             i += 1;
             let mut outcome = self.read_scope(&api, &scope, &ctx, &account).await;
-            if matches!(&outcome, Err(e) if e.status == Some(403)) && !relogged {
+            let refused =
+                |o: &Result<ScopeResult, SourceError>| matches!(o, Err(e) if e.status == Some(403));
+            let name = scope.name();
+            let known_forbidden = self
+                .forbidden
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&name);
+            if refused(&outcome) && !fresh && !known_forbidden {
                 // The cached AppRole token may have been revoked: log in
                 // again, once per poll.
-                relogged = true;
+                fresh = true;
                 let (tok, _) = self.token(&client, ctx.deadline, true).await?;
                 api.headers = self.base_headers(tok.expose())?;
                 outcome = self.read_scope(&api, &scope, &ctx, &account).await;
+            }
+            if approle {
+                let mut f = self.forbidden.lock().unwrap_or_else(|p| p.into_inner());
+                if refused(&outcome) && fresh {
+                    f.insert(name);
+                } else if outcome.is_ok() {
+                    f.remove(&name);
+                }
             }
             let item = match outcome {
                 Ok(ScopeResult::Mounts(mounts)) => {
@@ -292,11 +316,21 @@ impl VaultSource {
         }
         match first_failure {
             // Every scope failed (a rejected token, no permission at all).
-            Some(e) if !read_any => Err(SourceError {
-                reason: e.reason,
-                message: format!("every scope failed; first: {}", e.message),
-                status: e.status,
-            }),
+            Some(e) if !read_any => {
+                if approle {
+                    // Start the next poll from a fresh login.
+                    *self.login.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    self.forbidden
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                }
+                Err(SourceError {
+                    reason: e.reason,
+                    message: format!("every scope failed; first: {}", e.message),
+                    status: e.status,
+                })
+            }
             _ => Ok(()),
         }
     }
