@@ -32,9 +32,6 @@ path "secret/metadata/*" {
 path "auth/token/accessors" {
   capabilities = ["list", "sudo"]
 }
-path "auth/token/accessors/" {
-  capabilities = ["list", "sudo"]
-}
 
 # Look each accessor up: creation, expiry, policies, path, display name,
 # meta. Returns no token.
@@ -50,21 +47,13 @@ path "sys/auth" {
 # AppRole inventory: list roles, read each role (token_policies), list its
 # secret-id accessors. Not granted: reading role-ids or generating
 # secret-ids.
-# (A LIST is checked against the path with a trailing slash; both forms are
-# granted so that the policy works whichever way a client sends it.)
 path "auth/approle/role" {
-  capabilities = ["list"]
-}
-path "auth/approle/role/" {
   capabilities = ["list"]
 }
 path "auth/approle/role/+" {
   capabilities = ["read"]
 }
 path "auth/approle/role/+/secret-id" {
-  capabilities = ["list"]
-}
-path "auth/approle/role/+/secret-id/" {
   capabilities = ["list"]
 }
 
