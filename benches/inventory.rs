@@ -104,9 +104,15 @@ fn main() {
     println!("inventory: {n_ids} identities, {n_creds} credentials, {n_leaks} linked leaks");
 
     let inv = inventory(n_ids, n_creds, 0, T0);
-    println!("first apply          {:>8.2} s", apply_inventory(&store, T0, &inv));
+    println!(
+        "first apply          {:>8.2} s",
+        apply_inventory(&store, T0, &inv)
+    );
     let inv = inventory(n_ids, n_creds, 0, T0 + 300);
-    println!("unchanged re-apply   {:>8.2} s", apply_inventory(&store, T0 + 300, &inv));
+    println!(
+        "unchanged re-apply   {:>8.2} s",
+        apply_inventory(&store, T0 + 300, &inv)
+    );
 
     // Leaks of access key ids, through the scanner path.
     let findings = (0..n_leaks)
@@ -139,7 +145,10 @@ fn main() {
     }
     // 1% of the credentials deactivated: some of them leaked keys.
     let inv = inventory(n_ids, n_creds, 100, T0 + 3_600);
-    println!("1% deactivated       {:>8.2} s", apply_inventory(&store, T0 + 3_600, &inv));
+    println!(
+        "1% deactivated       {:>8.2} s",
+        apply_inventory(&store, T0 + 3_600, &inv)
+    );
 
     let labels = LabelsConfig {
         team_enabled: true,

@@ -435,7 +435,10 @@ fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> 
                 for (k, set) in [
                     ("mount", a.mount.is_some()),
                     ("role_id", a.role_id.is_some() || a.role_id_file.is_some()),
-                    ("secret_id", a.secret_id.is_some() || a.secret_id_file.is_some()),
+                    (
+                        "secret_id",
+                        a.secret_id.is_some() || a.secret_id_file.is_some(),
+                    ),
                 ] {
                     if set {
                         issues.push(format!("{apath}.{k}"), "is only for method: approle");
@@ -499,7 +502,11 @@ fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> 
             );
         }
     }
-    let namespace = r.namespace.unwrap_or_default().trim_matches('/').to_string();
+    let namespace = r
+        .namespace
+        .unwrap_or_default()
+        .trim_matches('/')
+        .to_string();
     if !namespace.is_empty() && !vault_path_ok(&namespace) {
         issues.push(
             format!("{path}.namespace"),
@@ -529,7 +536,9 @@ fn aws_region_ok(r: &str) -> bool {
     let parts: Vec<&str> = r.split('-').collect();
     parts.len() >= 3
         && parts.iter().all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         })
 }
 

@@ -366,7 +366,10 @@ sources:
     assert!(v.match_values);
     assert_eq!(v.ca_file.as_deref(), Some(Path::new("/etc/nhi/ca.pem")));
     assert!(matches!(&v.auth, VaultAuth::Token(t) if t.expose() == "s.canary-token"));
-    assert!(!format!("{v:?}").contains("canary"), "Debug hides the token");
+    assert!(
+        !format!("{v:?}").contains("canary"),
+        "Debug hides the token"
+    );
     let SourceKind::Vault(v2) = &c.sources[1].kind else {
         panic!("not vault")
     };
@@ -424,7 +427,10 @@ sources:
         panic!("not aws")
     };
     assert_eq!(a.regions, vec!["us-east-1", "eu-west-1"]);
-    assert_eq!(a.services, vec![AwsService::Iam, AwsService::SecretsManager]);
+    assert_eq!(
+        a.services,
+        vec![AwsService::Iam, AwsService::SecretsManager]
+    );
     assert_eq!(a.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
     let SourceKind::Aws(b) = &c.sources[1].kind else {
         panic!("not aws")

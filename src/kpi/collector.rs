@@ -322,9 +322,17 @@ impl KpiCollector {
 /// before its first poll: (provider, identity kinds, credential kinds).
 fn inventory_kinds(
     source_type: &str,
-) -> Option<(&'static str, &'static [&'static str], &'static [&'static str])> {
+) -> Option<(
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+)> {
     match source_type {
-        "vault" => Some(("vault", &["token", "approle"], &["kv", "token", "secret_id"])),
+        "vault" => Some((
+            "vault",
+            &["token", "approle"],
+            &["kv", "token", "secret_id"],
+        )),
         "aws" => Some(("aws", &["user", "role"], &["access_key", "secret"])),
         _ => None,
     }
@@ -345,18 +353,36 @@ impl KpiCollector {
         for (src, t) in &view.sources {
             if let Some((provider, id_kinds, cred_kinds)) = inventory_kinds(t) {
                 for k in id_kinds.iter() {
-                    let key = (src.clone(), provider.to_string(), k.to_string(), String::new());
-                    if !ids.keys().any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2) {
+                    let key = (
+                        src.clone(),
+                        provider.to_string(),
+                        k.to_string(),
+                        String::new(),
+                    );
+                    if !ids
+                        .keys()
+                        .any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2)
+                    {
                         ids.insert(key, IdentityCounts::default());
                     }
                 }
                 for k in cred_kinds.iter() {
-                    let key = (src.clone(), provider.to_string(), k.to_string(), String::new());
-                    if !creds.keys().any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2) {
+                    let key = (
+                        src.clone(),
+                        provider.to_string(),
+                        k.to_string(),
+                        String::new(),
+                    );
+                    if !creds
+                        .keys()
+                        .any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2)
+                    {
                         creds.insert(key, CredentialCounts::default());
                     }
                 }
-                humans.entry((src.clone(), provider.to_string())).or_insert(0);
+                humans
+                    .entry((src.clone(), provider.to_string()))
+                    .or_insert(0);
             }
         }
         let pairs = |source: &str, provider: &str, kind: &str, team: &str| {

@@ -140,12 +140,12 @@ impl<'c> PollApplier<'c> {
             has_values: false,
         })
         .and_then(|mut ap| {
-            ap.has_values = ap
-                .tx
-                .query_row("SELECT EXISTS(SELECT 1 FROM credential_values)", [], |r| {
-                    r.get::<_, i64>(0)
-                })?
-                != 0;
+            ap.has_values =
+                ap.tx
+                    .query_row("SELECT EXISTS(SELECT 1 FROM credential_values)", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?
+                    != 0;
             Ok(ap)
         })
     }

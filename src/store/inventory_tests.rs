@@ -146,12 +146,20 @@ fn identity_and_credential_kpis_have_exact_values() {
     // has no credentials: governed too.
     assert_eq!(users.governed, 2);
     assert_eq!(inv.humans[&("aws".into(), "aws".into())], 1);
-    let keys = &inv.credentials[&("aws".into(), "aws".into(), "access_key".into(), String::new())];
+    let keys = &inv.credentials[&(
+        "aws".into(),
+        "aws".into(),
+        "access_key".into(),
+        String::new(),
+    )];
     assert_eq!((keys.active, keys.inactive, keys.long_lived), (2, 1, 1));
     assert_eq!(keys.oldest_age, Some((400 * DAY) as f64));
     assert_eq!(keys.bands, [0, 1, 0, 1]);
     let secrets = &inv.credentials[&("aws".into(), "aws".into(), "secret".into(), String::new())];
-    assert_eq!((secrets.active, secrets.rotation_enabled, secrets.bands), (1, 1, [1, 0, 0, 0]));
+    assert_eq!(
+        (secrets.active, secrets.rotation_enabled, secrets.bands),
+        (1, 1, [1, 0, 0, 0])
+    );
     assert_eq!(s.posture["privilege"], 1.0 - 1.0 / 3.0);
     assert_eq!(s.posture["governance"], 2.0 / 3.0);
     assert_eq!(s.posture["hygiene"], 1.0 - 1.0 / 3.0);
@@ -183,17 +191,29 @@ fn identity_and_credential_kpis_have_exact_values() {
         T0 + 60,
         "iam",
         vec![owned],
-        vec![key("AKIA2", "u-owned", T0 - 40 * DAY, CredentialState::Active)],
+        vec![key(
+            "AKIA2",
+            "u-owned",
+            T0 - 40 * DAY,
+            CredentialState::Active,
+        )],
     );
     let s = snapshot(&store, T0 + 60, false);
-    let keys = &s.inventory.credentials[&("aws".into(), "aws".into(), "access_key".into(), String::new())];
+    let keys = &s.inventory.credentials[&(
+        "aws".into(),
+        "aws".into(),
+        "access_key".into(),
+        String::new(),
+    )];
     assert_eq!((keys.active, keys.inactive), (1, 0));
     // The secret lives in another scope of the same source: untouched? No:
     // it was sent under scope iam above, so it is deleted with it.
-    assert!(!s
-        .inventory
-        .credentials
-        .contains_key(&("aws".into(), "aws".into(), "secret".into(), String::new())));
+    assert!(!s.inventory.credentials.contains_key(&(
+        "aws".into(),
+        "aws".into(),
+        "secret".into(),
+        String::new()
+    )));
 }
 
 #[test]
@@ -209,7 +229,12 @@ fn a_leaked_key_deactivated_is_a_confirmed_revocation() {
         vec![owner.clone()],
         vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)],
     );
-    apply(&store, "gl", T0 + 100, &[scan("r", T0 + 100, vec![leak_with_key("f1", 1)])]);
+    apply(
+        &store,
+        "gl",
+        T0 + 100,
+        &[scan("r", T0 + 100, vec![leak_with_key("f1", 1)])],
+    );
     let s = snapshot(&store, T0 + 100, false);
     assert_eq!(s.exposed_total(), 1);
     assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 0.0);
@@ -236,7 +261,14 @@ fn a_leaked_key_deactivated_is_a_confirmed_revocation() {
         .unwrap();
     assert_eq!((h.2.count, h.2.sum), (1, 3600.0));
     // Reactivating and deactivating again does not count twice.
-    inventory(&store, "aws", T0 + 4000, "iam", vec![], vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)]);
+    inventory(
+        &store,
+        "aws",
+        T0 + 4000,
+        "iam",
+        vec![],
+        vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)],
+    );
     inventory(&store, "aws", T0 + 5000, "iam", vec![], vec![]);
     let s = snapshot(&store, T0 + 5000, false);
     assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
@@ -246,9 +278,21 @@ fn a_leaked_key_deactivated_is_a_confirmed_revocation() {
 fn a_leak_of_a_key_already_deleted_links_on_detection() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
-    inventory(&store, "aws", T0, "iam", vec![], vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)]);
+    inventory(
+        &store,
+        "aws",
+        T0,
+        "iam",
+        vec![],
+        vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)],
+    );
     inventory(&store, "aws", T0 + 10, "iam", vec![], vec![]);
-    apply(&store, "gl", T0 + 50, &[scan("r", T0 + 50, vec![leak_with_key("f1", 1)])]);
+    apply(
+        &store,
+        "gl",
+        T0 + 50,
+        &[scan("r", T0 + 50, vec![leak_with_key("f1", 1)])],
+    );
     let s = snapshot(&store, T0 + 50, false);
     assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
     let h = s
@@ -279,12 +323,26 @@ fn a_vault_value_rotated_after_the_leak_is_a_revocation() {
     };
     // The leak comes first, then the vault poll links it by value.
     apply(&store, "gl", T0, &[scan("r", T0, vec![finding("f1", 7)])]);
-    inventory(&store, "vault", T0 + 10, "kv/secret", vec![], vec![kv(T0 - DAY, 7)]);
+    inventory(
+        &store,
+        "vault",
+        T0 + 10,
+        "kv/secret",
+        vec![],
+        vec![kv(T0 - DAY, 7)],
+    );
     apply(&store, "gl", T0 + 20, &[scan("r", T0 + 20, vec![])]);
     let s = snapshot(&store, T0 + 20, false);
     assert_eq!(s.residual_exposures, 1, "closed, the value still current");
     // A new version with another value, written after the leak.
-    inventory(&store, "vault", T0 + 500, "kv/secret", vec![], vec![kv(T0 + 400, 8)]);
+    inventory(
+        &store,
+        "vault",
+        T0 + 500,
+        "kv/secret",
+        vec![],
+        vec![kv(T0 + 400, 8)],
+    );
     let s = snapshot(&store, T0 + 500, false);
     assert_eq!(s.residual_exposures, 0);
     assert_eq!(counter(&s, "nhi_exposures_revoked_total", "vault"), 1.0);
@@ -293,11 +351,27 @@ fn a_vault_value_rotated_after_the_leak_is_a_revocation() {
         .iter()
         .find(|(n, l, _)| n == "nhi_time_to_revoke_seconds" && l[0].1 == "vault")
         .unwrap();
-    assert_eq!((h.2.count, h.2.sum), (1, 400.0), "the source's own timestamp");
+    assert_eq!(
+        (h.2.count, h.2.sum),
+        (1, 400.0),
+        "the source's own timestamp"
+    );
 
     // A vault value seen first, then leaked: linked on detection.
-    inventory(&store, "vault", T0 + 600, "kv/secret", vec![], vec![kv(T0 + 400, 8)]);
-    apply(&store, "gl", T0 + 700, &[scan("r", T0 + 700, vec![finding("f2", 8)])]);
+    inventory(
+        &store,
+        "vault",
+        T0 + 600,
+        "kv/secret",
+        vec![],
+        vec![kv(T0 + 400, 8)],
+    );
+    apply(
+        &store,
+        "gl",
+        T0 + 700,
+        &[scan("r", T0 + 700, vec![finding("f2", 8)])],
+    );
     let links: i64 = store
         .reader()
         .unwrap()
@@ -314,12 +388,27 @@ fn a_vault_value_rotated_after_the_leak_is_a_revocation() {
 fn unchanged_inventories_rewrite_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
-    let ids: Vec<_> = (0..50).map(|i| user(&format!("u{i}"), false, Some(T0))).collect();
+    let ids: Vec<_> = (0..50)
+        .map(|i| user(&format!("u{i}"), false, Some(T0)))
+        .collect();
     let creds: Vec<_> = (0..50)
-        .map(|i| key(&format!("AKIA{i}"), &format!("u{i}"), T0, CredentialState::Active))
+        .map(|i| {
+            key(
+                &format!("AKIA{i}"),
+                &format!("u{i}"),
+                T0,
+                CredentialState::Active,
+            )
+        })
         .collect();
     let first = inventory(&store, "aws", T0, "iam", ids.clone(), creds.clone());
-    assert_eq!((first.identities_changed, first.credentials_changed), (50, 50));
+    assert_eq!(
+        (first.identities_changed, first.credentials_changed),
+        (50, 50)
+    );
     let again = inventory(&store, "aws", T0 + 60, "iam", ids, creds);
-    assert_eq!((again.identities_changed, again.credentials_changed), (0, 0));
+    assert_eq!(
+        (again.identities_changed, again.credentials_changed),
+        (0, 0)
+    );
 }

@@ -328,6 +328,6 @@ pub fn normalise_secret_type(raw: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
-#[cfg(test)]
 mod inventory_tests;
+#[cfg(test)]
+pub(crate) mod tests;
