@@ -227,7 +227,7 @@ pub fn privilege(p: &Principal, d: &AuthDetails, privileged_arns: &[String]) -> 
         .chain(groups.iter().flat_map(|g| g.attached.iter()))
         .collect();
     for want in privileged_arns {
-        if attached.iter().any(|a| *a == want) {
+        if attached.contains(&want) {
             return Some(policy_name(want).to_string());
         }
     }

@@ -113,18 +113,22 @@ impl AwsSource {
     pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
         let clients = self.clients().await;
         let deadline = tokio::time::Instant::from_std(ctx.deadline);
-        let mut scopes = 0usize;
         let mut failed: Option<SourceError> = None;
         let mut ok = 0usize;
-        let mut outcomes: Vec<(String, Result<InventoryScan, SourceError>)> = Vec::new();
-        if self.cfg.services.contains(&AwsService::Iam) {
-            scopes += 1;
+        // IAM and the regions' Secrets Manager run side by side.
+        let iam_scope = async {
+            if !self.cfg.services.contains(&AwsService::Iam) {
+                return None;
+            }
             let r = within(deadline, "iam", iam::scan(&clients.iam, &ctx)).await;
-            outcomes.push(("iam".to_string(), r));
-        }
-        if self.cfg.services.contains(&AwsService::SecretsManager) {
+            Some(("iam".to_string(), r))
+        };
+        let secret_scopes = async {
+            let mut v = Vec::new();
+            if !self.cfg.services.contains(&AwsService::SecretsManager) {
+                return v;
+            }
             for (region, client) in &clients.secrets {
-                scopes += 1;
                 let scope = format!("secretsmanager/{region}");
                 let r = within(
                     deadline,
@@ -132,9 +136,14 @@ impl AwsSource {
                     secrets::scan(client, region, &ctx.policy.team_tag, ctx.now),
                 )
                 .await;
-                outcomes.push((scope, r));
+                v.push((scope, r));
             }
-        }
+            v
+        };
+        let (iam_outcome, secret_outcomes) = tokio::join!(iam_scope, secret_scopes);
+        let outcomes: Vec<(String, Result<InventoryScan, SourceError>)> =
+            iam_outcome.into_iter().chain(secret_outcomes).collect();
+        let scopes = outcomes.len();
         for (scope, r) in outcomes {
             let item = match r {
                 Ok(scan) => {
