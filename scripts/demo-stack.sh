@@ -55,8 +55,14 @@ wait_for() { # what, command...
 }
 
 log "building nhi-exporter"
-cargo build --release --locked --quiet
-EXPORTER="$ROOT/target/release/nhi-exporter"
+if [ "$CHECK" -eq 1 ]; then
+  # The test command has just built the debug binary for the tests.
+  cargo build --locked --quiet
+  EXPORTER="$ROOT/target/debug/nhi-exporter"
+else
+  cargo build --release --locked --quiet
+  EXPORTER="$ROOT/target/release/nhi-exporter"
+fi
 
 # Dev-mode only: a fixed root token on a throwaway in-memory server.
 ROOT_TOKEN="demo-root-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
