@@ -18,21 +18,8 @@ use nhi_exporter::sources::{
 use nhi_exporter::store::{PollApplier, Store};
 use std::time::Instant;
 
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn rss_kib(field: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
+mod support;
+use support::{env_usize, rss_kib};
 
 const T0: i64 = 1_750_000_000;
 const DAY: i64 = 86_400;
@@ -119,7 +106,12 @@ fn main() {
         .map(|i| ObservedFinding {
             scanner_id: format!("leak-{i}"),
             secret_type: "aws-access-token".into(),
-            exposure: ExposureKey::Secret([(i % 251) as u8; 32].map(|b| b ^ (i / 251) as u8)),
+            exposure: ExposureKey::Secret({
+                // A distinct fake secret HMAC per leak.
+                let mut h = [7u8; 32];
+                h[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                h
+            }),
             location: Location::default(),
             detected_at: Some(T0 + 400),
             committed_at: None,

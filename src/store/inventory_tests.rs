@@ -412,3 +412,86 @@ fn unchanged_inventories_rewrite_nothing() {
         (0, 0)
     );
 }
+
+#[test]
+fn open_leaks_of_many_keys_revoked_by_one_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let keys = |inactive: bool| -> Vec<ObservedCredential> {
+        (0..30)
+            .map(|i| {
+                let s = if inactive && i % 10 == 0 {
+                    CredentialState::Inactive
+                } else {
+                    CredentialState::Active
+                };
+                key(&format!("AKIA{i:016}"), "u", T0 - DAY, s)
+            })
+            .collect()
+    };
+    inventory(&store, "aws", T0, "iam", vec![], keys(false));
+    let leaks: Vec<_> = (0..10)
+        .map(|i| {
+            let mut f = finding(&format!("l{i}"), i as u8 + 1);
+            f.links = vec![CredentialRef {
+                provider: "aws",
+                id: format!("AKIA{:016}", i * 3),
+            }];
+            f
+        })
+        .collect();
+    apply(&store, "gl", T0 + 100, &[scan("r", T0 + 100, leaks)]);
+    inventory(&store, "aws", T0 + 200, "iam", vec![], keys(true));
+    let s = snapshot(&store, T0 + 200, false);
+    // Keys 0, 10 and 20 are deactivated; leak i links key 3i, so only
+    // leak 0 (key 0) is revoked.
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+}
+
+#[test]
+fn a_leak_linked_to_two_keys_is_revoked_when_both_are_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let two = |a: CredentialState, b: CredentialState| {
+        vec![
+            key("AKIAAAAAAAAAAAAAAAA1", "u", T0 - DAY, a),
+            key("AKIAAAAAAAAAAAAAAAA2", "u", T0 - DAY, b),
+        ]
+    };
+    inventory(
+        &store,
+        "aws",
+        T0,
+        "iam",
+        vec![],
+        two(CredentialState::Active, CredentialState::Active),
+    );
+    let mut f = finding("f", 9);
+    f.links = ["AKIAAAAAAAAAAAAAAAA1", "AKIAAAAAAAAAAAAAAAA2"]
+        .map(|id| CredentialRef {
+            provider: "aws",
+            id: id.into(),
+        })
+        .to_vec();
+    apply(&store, "gl", T0 + 10, &[scan("r", T0 + 10, vec![f])]);
+    inventory(
+        &store,
+        "aws",
+        T0 + 20,
+        "iam",
+        vec![],
+        two(CredentialState::Inactive, CredentialState::Active),
+    );
+    let s = snapshot(&store, T0 + 20, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 0.0);
+    inventory(
+        &store,
+        "aws",
+        T0 + 30,
+        "iam",
+        vec![],
+        two(CredentialState::Inactive, CredentialState::Inactive),
+    );
+    let s = snapshot(&store, T0 + 30, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+}
