@@ -23,6 +23,7 @@ install_debian_packages() {
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus >/dev/null || missing+=(prometheus)
   command -v git >/dev/null || missing+=(git)
+  command -v curl >/dev/null || missing+=(curl ca-certificates)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
