@@ -8,6 +8,7 @@
 
 #[path = "../tests/common/moto.rs"]
 mod moto;
+mod support;
 
 use moto::{CountingProxy, Moto};
 use nhi_exporter::config::{AwsConfig, AwsService, Policy};
@@ -188,4 +189,8 @@ fn main() {
         let (_, ids, creds) = poll(&src, known).await;
         report("steady-state poll", &proxy, t.elapsed(), ids, creds);
     });
+    println!(
+        "peak RSS of this process (seeding client and source): {} MiB",
+        support::rss_kib("VmHWM:") / 1024
+    );
 }

@@ -168,8 +168,11 @@ fn main() {
         snap.inventory.credentials.len()
     );
     println!("peak RSS             {:>8} MiB", rss_kib("VmHWM:") / 1024);
-    let size = std::fs::metadata(dir.path().join("state.db"))
+    // The store and its write-ahead log (not checkpointed here).
+    let size: u64 = ["state.db", "state.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
         .map(|m| m.len())
-        .unwrap_or(0);
-    println!("store file           {:>8} MiB", size / (1024 * 1024));
+        .sum();
+    println!("store + WAL          {:>8} MiB", size / (1024 * 1024));
 }
