@@ -45,7 +45,6 @@ struct KnownCred {
     id: i64,
     digest: Vec<u8>,
     state: String,
-    last_rotated_at: Option<i64>,
 }
 
 #[derive(Default, Clone)]
@@ -703,7 +702,8 @@ impl<'c> PollApplier<'c> {
                      ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
                         provider = excluded.provider, account = excluded.account, kind = excluded.kind,
                         name = excluded.name, created_at = excluded.created_at,
-                        last_used_at = MAX(COALESCE(excluded.last_used_at, 0), COALESCE(last_used_at, 0)),
+                        last_used_at = MAX(COALESCE(excluded.last_used_at, last_used_at),
+                                           COALESCE(last_used_at, excluded.last_used_at)),
                         usage_tracked = excluded.usage_tracked, team = excluded.team,
                         privileged = excluded.privileged, standing = excluded.standing,
                         human = excluded.human, digest = excluded.digest",
@@ -734,16 +734,9 @@ impl<'c> PollApplier<'c> {
                     .execute([id])?;
             }
         }
-        // 0 stored as "never used": keep NULL for the KPIs.
-        self.tx
-            .prepare_cached(
-                "UPDATE identities SET last_used_at = NULL WHERE source = ?1 AND scope = ?2 AND last_used_at = 0",
-            )?
-            .execute(params![source, inv.scope])?;
-
         let known: HashMap<String, KnownCred> = {
             let mut stmt = self.tx.prepare_cached(
-                "SELECT ext_id, id, digest, state, last_rotated_at FROM credentials WHERE source = ?1 AND scope = ?2",
+                "SELECT ext_id, id, digest, state FROM credentials WHERE source = ?1 AND scope = ?2",
             )?;
             let rows = stmt.query_map(params![source, inv.scope], |r| {
                 Ok((
@@ -752,7 +745,6 @@ impl<'c> PollApplier<'c> {
                         id: r.get(1)?,
                         digest: r.get(2)?,
                         state: r.get(3)?,
-                        last_rotated_at: r.get(4)?,
                     },
                 ))
             })?;
@@ -776,9 +768,9 @@ impl<'c> PollApplier<'c> {
             self.stats.credentials_changed += 1;
             let state_changed = old.is_none_or(|k| k.state != state);
             let cred_id = self.upsert_credential(&inv.scope, c, &digest, at, state_changed)?;
-            if state_changed || old.is_some_and(|k| k.last_rotated_at != c.last_rotated_at) {
-                changed.push((c.provider, c.id.as_str()));
-            }
+            // New, or changed (state, rotation, values, links): the exposures
+            // linked to it are re-derived below.
+            changed.push((c.provider, c.id.as_str()));
             if old.is_some() {
                 self.tx
                     .prepare_cached("DELETE FROM credential_values WHERE credential_id = ?1")?
@@ -799,10 +791,6 @@ impl<'c> PollApplier<'c> {
                          SELECT id, ?2, ?3 FROM exposures WHERE key = ?1",
                     )?
                     .execute(params![key, c.provider, c.id])?;
-            }
-            if !c.value_hashes.is_empty() || old.is_some() {
-                // A new link, or a value that changed: re-derive.
-                changed.push((c.provider, c.id.as_str()));
             }
         }
         let mut gone: Vec<(String, String)> = Vec::new();
