@@ -338,13 +338,32 @@ fn inventory_kinds(
     }
 }
 
+/// A zero-valued entry for each of `kinds` of `source` that has no series
+/// yet (under any team).
+fn zero_fill<V: Default>(
+    map: &mut BTreeMap<super::inventory::KindKey, V>,
+    source: &str,
+    provider: &str,
+    kinds: &[&str],
+) {
+    for k in kinds {
+        let present = map
+            .keys()
+            .any(|x| x.0 == source && x.1 == provider && x.2 == *k);
+        if !present {
+            let key = (source.into(), provider.into(), k.to_string(), String::new());
+            map.insert(key, V::default());
+        }
+    }
+}
+
 impl KpiCollector {
     fn inventory(
         view: &KpiView,
         live: &BTreeSet<&str>,
         push: &mut impl FnMut(&'static str, proto::Metric),
     ) {
-        use super::inventory::{CredentialCounts, IdentityCounts, AGE_BANDS};
+        use super::inventory::AGE_BANDS;
         let inv = &view.snapshot.inventory;
         let team_on = inv.team_labels;
         let mut ids = inv.identities.clone();
@@ -352,34 +371,8 @@ impl KpiCollector {
         let mut humans = inv.humans.clone();
         for (src, t) in &view.sources {
             if let Some((provider, id_kinds, cred_kinds)) = inventory_kinds(t) {
-                for k in id_kinds.iter() {
-                    let key = (
-                        src.clone(),
-                        provider.to_string(),
-                        k.to_string(),
-                        String::new(),
-                    );
-                    if !ids
-                        .keys()
-                        .any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2)
-                    {
-                        ids.insert(key, IdentityCounts::default());
-                    }
-                }
-                for k in cred_kinds.iter() {
-                    let key = (
-                        src.clone(),
-                        provider.to_string(),
-                        k.to_string(),
-                        String::new(),
-                    );
-                    if !creds
-                        .keys()
-                        .any(|x| x.0 == key.0 && x.1 == key.1 && x.2 == key.2)
-                    {
-                        creds.insert(key, CredentialCounts::default());
-                    }
-                }
+                zero_fill(&mut ids, src, provider, id_kinds);
+                zero_fill(&mut creds, src, provider, cred_kinds);
                 humans
                     .entry((src.clone(), provider.to_string()))
                     .or_insert(0);
