@@ -60,10 +60,10 @@ log "building nhi-exporter"
 if [ "$CHECK" -eq 1 ]; then
   # The test command has just built the debug binary for the tests.
   cargo build --locked --quiet
-  EXPORTER="$ROOT/target/debug/nhi-exporter"
+  EXPORTER="${CARGO_TARGET_DIR:-$ROOT/target}/debug/nhi-exporter"
 else
   cargo build --release --locked --quiet
-  EXPORTER="$ROOT/target/release/nhi-exporter"
+  EXPORTER="${CARGO_TARGET_DIR:-$ROOT/target}/release/nhi-exporter"
 fi
 
 # Dev-mode only: a fixed root token on a throwaway in-memory server.
