@@ -11,12 +11,12 @@ mod moto;
 mod support;
 
 use moto::{CountingProxy, Moto};
-use nhi_exporter::config::{AwsConfig, AwsService, Policy};
+use nhi_exporter::config::Policy;
 use nhi_exporter::hashing::SecretHasher;
+use nhi_exporter::model::{KnownCredential, ObservationItem};
 use nhi_exporter::sources::aws::AwsSource;
-use nhi_exporter::sources::{
-    ApplyMsg, KnownCredential, ObservationItem, ObservationSender, PollContext,
-};
+use nhi_exporter::sources::aws::{AwsConfig, AwsService};
+use nhi_exporter::sources::{ObservationSender, PollContext};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
@@ -115,19 +115,15 @@ async fn poll(
     src: &AwsSource,
     known: Vec<KnownCredential>,
 ) -> (Vec<KnownCredential>, usize, usize) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ApplyMsg>(64);
+    let (tx, mut rx) = ObservationSender::channel(64);
     let collector = tokio::spawn(async move {
         let mut items = Vec::new();
-        while let Some(m) = rx.recv().await {
-            if let ApplyMsg::Item(i) = m {
-                items.push(i);
-            }
+        while let Some(i) = rx.recv().await {
+            items.push(i);
         }
         items
     });
-    src.poll(ctx(known), ObservationSender::new(tx))
-        .await
-        .expect("poll");
+    src.poll(ctx(known), tx).await.expect("poll");
     let items = collector.await.expect("collector");
     let mut out = Vec::new();
     let (mut ids, mut creds) = (0, 0);

@@ -11,7 +11,7 @@ mod github_mock;
 
 use github_mock::{alert, Mock};
 use nhi_exporter::app::App;
-use nhi_exporter::sources::{runner, Source};
+use nhi_exporter::poll;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -71,12 +71,12 @@ fn main() {
     rt.block_on(async {
         let app = App::open(&cfg).unwrap();
         let scfg = app.config().sources[0].clone();
-        let source = Source::from_config(&scfg);
+        let source = app.source(&scfg.name).unwrap();
         let total = repos as u64 * per_repo;
         for (label, expect_new) in [("first poll", true), ("re-poll, nothing changed", false)] {
             let before = mock.with(|st| (st.requests, st.not_modified));
             let t = Instant::now();
-            let out = runner::poll_once(&app, &scfg, &source, &CancellationToken::new()).await;
+            let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
             let wall = t.elapsed();
             assert!(out.ok(), "{:?}", out.errors);
             let after = mock.with(|st| (st.requests, st.not_modified));
@@ -96,7 +96,7 @@ fn main() {
         });
         let before = mock.with(|st| (st.requests, st.not_modified));
         let t = Instant::now();
-        let out = runner::poll_once(&app, &scfg, &source, &CancellationToken::new()).await;
+        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
         let after = mock.with(|st| (st.requests, st.not_modified));
         assert!(out.ok());
         println!(

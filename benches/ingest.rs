@@ -10,8 +10,8 @@
 //! while idle and during an ingest, and peak RSS.
 
 use nhi_exporter::app::{unix_now, App};
+use nhi_exporter::poll;
 use nhi_exporter::server::{self, Server};
-use nhi_exporter::sources::{runner, Source};
 use nhi_exporter::webconfig::WebConfig;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
@@ -115,7 +115,7 @@ fn main() {
     for r in 0..repos {
         let p = reports.join(format!("repo{r:05}.json"));
         let data = std::fs::read(&p).unwrap();
-        n += nhi_exporter::sources::gitleaks::parse_slice(&data, "x", &hasher)
+        n += nhi_exporter::sources::reports::gitleaks::parse_slice(&data, "x", &hasher)
             .unwrap()
             .len();
     }
@@ -137,7 +137,7 @@ fn main() {
     rt.block_on(async {
         let app = App::open(&cfg).unwrap();
         let scfg = app.config().sources[0].clone();
-        let source = Source::from_config(&scfg);
+        let source = app.source(&scfg.name).unwrap();
         app.render();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -172,7 +172,7 @@ fn main() {
             })
         };
         let t = Instant::now();
-        let out = runner::poll_once(&app, &scfg, &source, &CancellationToken::new()).await;
+        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
         let first = t.elapsed();
         busy.store(false, Ordering::Relaxed);
         let mut during = scraper.join().unwrap();
@@ -191,7 +191,7 @@ fn main() {
         println!("WAL checkpoint (after the snapshot is served): {:.2?}", t.elapsed());
 
         let t = Instant::now();
-        let out = runner::poll_once(&app, &scfg, &source, &CancellationToken::new()).await;
+        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
         assert!(out.ok());
         println!("unchanged re-poll: {:.2?} ({} targets read)", t.elapsed(), out.stats.targets);
 
@@ -200,7 +200,7 @@ fn main() {
             write_report(&reports.join(format!("repo{r:05}.json")), r, per * 9 / 10, "v1");
         }
         let t = Instant::now();
-        let out = runner::poll_once(&app, &scfg, &source, &CancellationToken::new()).await;
+        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
         assert!(out.ok());
         println!(
             "re-poll with 1% of reports changed: {:.2?} ({} closed)",

@@ -11,7 +11,7 @@
 
 use nhi_exporter::config::{LabelsConfig, Policy};
 use nhi_exporter::kpi;
-use nhi_exporter::sources::{
+use nhi_exporter::model::{
     CredentialRef, CredentialState, ExposureKey, InventoryScan, Location, ObservedCredential,
     ObservedFinding, ObservedIdentity, TargetScan, Validity,
 };

@@ -1,30 +1,27 @@
-//! The one shared state of the daemon: configuration, store, hasher, health
-//! metrics, the latest KPI snapshot and its rendered exposition, and the
-//! supervisor of source tasks. `main` only wires this to the CLI.
+//! The one shared state of the daemon: the loaded configuration and its
+//! built sources, the store, the hasher, health metrics, the latest KPI
+//! snapshot and its rendered exposition, and the source tasks. `main` only
+//! wires this to the CLI.
 
-use crate::config::{self, Config, ConfigError, SourceConfig};
+use crate::config::{Config, ConfigError, Policy, SourceConfig};
 use crate::hashing::SecretHasher;
 use crate::health::Health;
 use crate::kpi::collector::{KpiCollector, KpiView};
 use crate::kpi::{self, Snapshot};
-use crate::sources::runner::{self, PollOutcome};
+use crate::poll::{self, PollHost, PollOutcome};
+use crate::sources::registry::{self, Loaded};
 use crate::store::{Store, StoreError};
 use bytes::Bytes;
 use prometheus::{Encoder, Registry, TextEncoder};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::model::unix_now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -55,7 +52,8 @@ struct Task {
 
 pub struct App {
     pub config_path: PathBuf,
-    config: RwLock<Arc<Config>>,
+    /// The configuration and its built sources, swapped as one on reload.
+    loaded: RwLock<Loaded>,
     pub store: Arc<Store>,
     pub hasher: Arc<SecretHasher>,
     pub registry: Registry,
@@ -81,7 +79,8 @@ impl std::fmt::Debug for App {
 impl App {
     /// Load the config, the hash key and the store. Nothing is polled yet.
     pub fn open(config_path: &Path) -> Result<Arc<App>, StartError> {
-        let cfg = config::load(config_path)?;
+        let loaded = registry::load(config_path)?;
+        let cfg = loaded.config.clone();
         let hasher = SecretHasher::load_or_create(&cfg.state.hash_key_path())?;
         let store = Store::open(&cfg.state.path, &hasher.key_id())?;
         let registry = Registry::new();
@@ -94,7 +93,7 @@ impl App {
         health.reload_ts.set(unix_now() as f64);
         let app = Arc::new(App {
             config_path: config_path.to_path_buf(),
-            config: RwLock::new(Arc::new(cfg)),
+            loaded: RwLock::new(loaded),
             store: Arc::new(store),
             hasher: Arc::new(hasher),
             registry,
@@ -111,7 +110,16 @@ impl App {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config
+        self.loaded().config
+    }
+
+    /// The built source of an enabled source, by name.
+    pub fn source(&self, name: &str) -> Option<Arc<dyn crate::sources::Source>> {
+        self.loaded().sources.get(name).cloned()
+    }
+
+    fn loaded(&self) -> Loaded {
+        self.loaded
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -255,6 +263,12 @@ impl App {
                 .filter(|s| s.enabled)
                 .map(|s| (s.name.clone(), s.type_name().to_string()))
                 .collect();
+            v.inventories = cfg
+                .sources
+                .iter()
+                .filter(|s| s.enabled)
+                .filter_map(|s| Some((s.name.clone(), s.spec.inventory()?)))
+                .collect();
             v.stale = cfg
                 .sources
                 .iter()
@@ -293,7 +307,8 @@ impl App {
     /// Start (or restart after a reload) the task of every enabled source
     /// whose configuration changed; stop the removed ones.
     pub fn start_sources(self: &Arc<Self>) {
-        let cfg = self.config();
+        let loaded = self.loaded();
+        let cfg = loaded.config.clone();
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let wanted: HashMap<&str, &SourceConfig> = cfg
             .sources
@@ -313,8 +328,12 @@ impl App {
             if tasks.contains_key(name) {
                 continue;
             }
+            let Some(source) = loaded.sources.get(name).cloned() else {
+                continue;
+            };
             let cancel = self.shutdown.child_token();
-            let handle = tokio::spawn(runner::run(self.clone(), c.clone(), cancel.clone()));
+            let host: Arc<dyn PollHost> = self.clone();
+            let handle = tokio::spawn(poll::run(host, c.clone(), source, cancel.clone()));
             tasks.insert(
                 name.to_string(),
                 Task {
@@ -326,27 +345,25 @@ impl App {
         }
     }
 
-    /// Reload the configuration file: build and validate the new config,
-    /// then swap. An invalid file keeps the old config running.
-    pub fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
-        let new = match config::load(&self.config_path) {
-            Ok(c) => c,
-            Err(e) => {
-                self.health.reload_ok.set(0.0);
-                tracing::error!(error = %e, "configuration reload failed; keeping the previous configuration");
-                self.render();
-                return Err(e);
-            }
-        };
+    /// Load the configuration file again and build its sources, without
+    /// swapping anything in: the first half of an atomic reload.
+    pub fn prepare_reload(&self) -> Result<Loaded, ConfigError> {
+        registry::load(&self.config_path)
+    }
+
+    /// Swap in a prepared configuration and its sources at once; restart
+    /// the sources whose settings changed. State is kept.
+    pub fn apply_reload(self: &Arc<Self>, mut new: Loaded) {
         let old = self.config();
-        let mut new = new;
-        if new.state != old.state {
+        if new.config.state != old.state {
             tracing::warn!(
                 "state.path and state.hash_key_file changes need a restart; keeping the open store"
             );
-            new.state = old.state.clone();
+            let mut cfg = (*new.config).clone();
+            cfg.state = old.state.clone();
+            new.config = Arc::new(cfg);
         }
-        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(new);
+        *self.loaded.write().unwrap_or_else(|p| p.into_inner()) = new;
         if let Err(e) = self.sync_sources() {
             tracing::error!(error = %e, "cannot read source state from the store");
         }
@@ -356,14 +373,34 @@ impl App {
         tracing::info!("configuration reloaded");
         self.refresh.notify_one();
         self.render();
-        Ok(())
     }
 
-    /// Keep the snapshot fresh: recompute after polls, re-render on a tick
-    /// (staleness and history age move with the clock).
+    /// A reload failed: the previous configuration keeps running.
+    pub fn reload_failed(&self, error: &dyn std::fmt::Display) {
+        self.health.reload_ok.set(0.0);
+        tracing::error!(error = %error, "configuration reload failed; keeping the previous configuration");
+        self.render();
+    }
+
+    /// Reload the configuration file: build the new configuration and its
+    /// sources, then swap. An invalid file keeps the old one running.
+    pub fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
+        match self.prepare_reload() {
+            Ok(new) => {
+                self.apply_reload(new);
+                Ok(())
+            }
+            Err(e) => {
+                self.reload_failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keep the snapshot fresh: recompute after polls. Renders after each
+    /// recompute; [`App::run_renderer`] re-renders on a tick of its own, so
+    /// health and staleness move on time even while a recompute waits.
     pub async fn run_refresher(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -383,6 +420,18 @@ impl App {
                         tracing::warn!(error = %e, "WAL checkpoint failed; retried after the next poll");
                     }
                 }
+            }
+        }
+    }
+
+    /// Re-render the exposition every `every`: poll health is recorded as
+    /// polls end, and staleness and history age move with the clock.
+    pub async fn run_renderer(self: Arc<Self>, every: Duration) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => self.render(),
             }
         }
@@ -403,5 +452,21 @@ impl App {
         if tokio::time::timeout(grace, wait).await.is_err() {
             tracing::warn!("some polls did not stop in time; their transactions roll back");
         }
+    }
+}
+
+impl PollHost for App {
+    fn store(&self) -> Arc<Store> {
+        self.store.clone()
+    }
+    fn hasher(&self) -> Arc<SecretHasher> {
+        self.hasher.clone()
+    }
+    fn policy(&self) -> Arc<Policy> {
+        Arc::new(self.config().policy.clone())
+    }
+    fn polled(&self, cfg: &SourceConfig, outcome: &PollOutcome) {
+        self.record_poll(cfg, outcome);
+        self.refresh.notify_one();
     }
 }

@@ -2,9 +2,9 @@
 
 use crate::app::{unix_now, App, StartError};
 use crate::cli::Cli;
+use crate::poll;
 use crate::server::{self, ReloadFn, Server};
-use crate::sources::runner;
-use crate::sources::Source;
+use crate::sources::registry;
 use crate::webconfig::{WebConfig, WebConfigError};
 use std::io::Write;
 use std::sync::{Arc, RwLock};
@@ -30,7 +30,8 @@ pub enum RunError {
 /// every error with its key path.
 pub fn check_config(cli: &Cli) -> bool {
     let mut ok = true;
-    match crate::config::load(&cli.config_file) {
+    // Builds every source too (CA files included); contacts nothing.
+    match registry::load(&cli.config_file) {
         Ok(_) => {}
         Err(e) => {
             eprintln!("{e}");
@@ -66,10 +67,13 @@ pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
     let cfg = app.config();
     let mut set = tokio::task::JoinSet::new();
     for s in cfg.sources.iter().filter(|s| s.enabled) {
+        let Some(source) = app.source(&s.name) else {
+            continue;
+        };
         let (app, s) = (app.clone(), s.clone());
         set.spawn(async move {
-            let source = Source::from_config(&s);
-            let out = runner::poll_once(&app, &s, &source, &CancellationToken::new()).await;
+            let out =
+                poll::poll_once(app.as_ref(), &s, source.as_ref(), &CancellationToken::new()).await;
             app.record_poll(&s, &out);
             out.ok()
         });
@@ -110,24 +114,39 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
         let app = app.clone();
         let web = web.clone();
         let web_file = cli.web_config_file.clone();
+        // Build the whole new set (web config, configuration, sources with
+        // their TLS clients), then swap it in at once; any failure keeps
+        // everything that runs.
         Arc::new(move || {
-            if let Some(p) = &web_file {
-                match WebConfig::load(p) {
-                    Ok(w) => *web.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w),
-                    Err(e) => {
-                        app.health.reload_ok.set(0.0);
-                        app.render();
-                        tracing::error!(error = %e, "web config reload failed; keeping the previous one");
-                        return Err(e.to_string());
+            let new_web = web_file.as_deref().map(WebConfig::load).transpose();
+            let new_cfg = app.prepare_reload();
+            match (new_web, new_cfg) {
+                (Ok(w), Ok(loaded)) => {
+                    if let Some(w) = w {
+                        *web.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w);
                     }
+                    app.apply_reload(loaded);
+                    Ok(())
+                }
+                (w, c) => {
+                    let errors: Vec<String> = [
+                        w.err().map(|e| e.to_string()),
+                        c.err().map(|e| e.to_string()),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                    let msg = errors.join("\n");
+                    app.reload_failed(&msg);
+                    Err(msg)
                 }
             }
-            app.reload().map_err(|e| e.to_string())
         })
     };
     initial_snapshot(&app).await;
     app.start_sources();
     tokio::spawn(app.clone().run_refresher());
+    tokio::spawn(app.clone().run_renderer(Duration::from_secs(5)));
     let server_stop = CancellationToken::new();
     let srv = Server {
         app: app.clone(),

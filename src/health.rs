@@ -2,7 +2,7 @@
 //! poll duration / errors, and config reload status. Reported by the one
 //! central runner, never by the sources themselves.
 
-use crate::sources::ErrorReason;
+use crate::model::ErrorReason;
 use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

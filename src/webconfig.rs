@@ -281,10 +281,12 @@ fn build_tls(t: RawTls, resolve: &dyn Fn(&str) -> PathBuf) -> Result<rustls::Ser
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(f))
+    use rustls::pki_types::pem::PemObject;
+    let err = |e| format!("{}: {}", path.display(), crate::config::yaml::pem_error(e));
+    let certs: Vec<_> = CertificateDer::pem_file_iter(path)
+        .map_err(err)?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(err)?;
     if certs.is_empty() {
         return Err(format!("{}: no PEM certificate found", path.display()));
     }
@@ -292,10 +294,11 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 }
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    rustls_pemfile::private_key(&mut std::io::BufReader::new(f))
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: no PEM private key found", path.display()))
+    use rustls::pki_types::pem::{Error, PemObject};
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        Error::NoItemsFound => format!("{}: no PEM private key found", path.display()),
+        e => format!("{}: {}", path.display(), crate::config::yaml::pem_error(e)),
+    })
 }
 
 /// `RequestClientCert` / `RequireAnyClientCert`: a client certificate is

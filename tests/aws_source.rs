@@ -6,13 +6,14 @@ mod common;
 use aws_sdk_iam::types::{StatusType, Tag as IamTag};
 use aws_sdk_secretsmanager::types::{RotationRulesType, Tag as SmTag};
 use common::moto::{CountingProxy, Moto, SECRET_ACCESS_KEY};
-use nhi_exporter::config::{AwsConfig, AwsService, Policy};
+use nhi_exporter::config::Policy;
 use nhi_exporter::hashing::SecretHasher;
-use nhi_exporter::sources::aws::AwsSource;
-use nhi_exporter::sources::{
-    ApplyMsg, CredentialState, ErrorReason, InventoryScan, KnownCredential, ObservationItem,
-    ObservationSender, PollContext, SourceError,
+use nhi_exporter::model::{
+    CredentialState, ErrorReason, InventoryScan, KnownCredential, ObservationItem, SourceError,
 };
+use nhi_exporter::sources::aws::AwsSource;
+use nhi_exporter::sources::aws::{AwsConfig, AwsService};
+use nhi_exporter::sources::{ObservationSender, PollContext};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -104,13 +105,11 @@ impl Polled {
 }
 
 async fn poll(src: &AwsSource, ctx: PollContext) -> Polled {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ApplyMsg>(1024);
-    let result = src.poll(ctx, ObservationSender::new(tx)).await;
+    let (tx, mut rx) = ObservationSender::channel(1024);
+    let result = src.poll(ctx, tx).await;
     let mut items = Vec::new();
-    while let Ok(m) = rx.try_recv() {
-        if let ApplyMsg::Item(i) = m {
-            items.push(i);
-        }
+    while let Ok(i) = rx.try_recv() {
+        items.push(i);
     }
     Polled { result, items }
 }

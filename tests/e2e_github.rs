@@ -477,3 +477,110 @@ fn one_secret_across_three_scanners_counts_once() {
     );
     assert!(!m.text.contains(SECRET_A) && !ex.log_text().contains(SECRET_A));
 }
+
+/// A slow upstream never holds up another source: while a GitHub poll
+/// pages slowly through eight repositories (2 s a page), a gitleaks source
+/// polling every second keeps applying, and `/metrics` shows each of its
+/// polls long before the GitHub poll ends.
+#[test]
+fn a_slow_upstream_does_not_block_other_sources() {
+    let mock = Mock::start(TOKEN);
+    let repos: Vec<String> = (0..8).map(|i| format!("acme/r{i}")).collect();
+    mock.with(|st| {
+        for (i, r) in repos.iter().enumerate() {
+            let a = alert(
+                r,
+                1,
+                "github_personal_access_token",
+                &format!("slow-{i}"),
+                "open",
+                None,
+                "unknown",
+            );
+            st.repos.insert(r.clone(), vec![a]);
+        }
+        st.delay = Duration::from_secs(2);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    std::fs::create_dir(&reports).unwrap();
+    let report = reports.join("repo.json");
+    let findings = |n: u32| -> Vec<serde_json::Value> {
+        (1..=n)
+            .map(|i| {
+                gl_finding(
+                    "generic-api-key",
+                    &format!("fast-secret-{i}"),
+                    "a.py",
+                    i,
+                    "c1",
+                )
+            })
+            .collect()
+    };
+    write_report(&report, &findings(1));
+    std::fs::write(dir.path().join("token"), format!("{TOKEN}\n")).unwrap();
+    let cfg = dir.path().join("nhi.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state: {{path: state/state.db}}\nsources:\n  - {{name: gh, type: github_secret_scanning, interval: 1h, timeout: 60s, api_url: '{}', repositories: [{}], token_file: token}}\n  - {{name: gl, type: gitleaks, interval: 1s, paths: ['reports/*.json']}}\n",
+            mock.url(),
+            repos.join(", ")
+        ),
+    )
+    .unwrap();
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let open_gl = |m: &Metrics| m.sum("nhi_findings_open", &[("source", "gl")]);
+    ex.wait_for("the first gitleaks poll", |m| open_gl(m) == 1.0);
+    // GitHub has sent its first repositories' alerts and is still paging.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while mock.with(|st| st.answered) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mock was never asked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for n in [2u32, 3] {
+        write_report(&report, &findings(n));
+        let asked = std::time::Instant::now();
+        loop {
+            let m = Metrics::parse(&ex.metrics());
+            if open_gl(&m) == f64::from(n) {
+                // Within about two gitleaks intervals, GitHub still paging.
+                assert!(
+                    asked.elapsed() < Duration::from_secs(4),
+                    "{:?}",
+                    asked.elapsed()
+                );
+                assert_ne!(m.get("nhi_source_up", &[("source", "gh")]), Some(1.0));
+                assert_eq!(m.sum("nhi_findings_open", &[("source", "gh")]), 0.0);
+                break;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(4),
+                "gitleaks poll {n} not shown:\n{}\n{}",
+                m.text,
+                ex.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        mock.with(|st| st.answered) < 8,
+        "GitHub finished too soon to prove anything"
+    );
+    // Then GitHub's poll lands whole.
+    let m = ex.wait_for("the GitHub poll", |m| {
+        m.get("nhi_source_up", &[("source", "gh")]) == Some(1.0)
+    });
+    let m = if m.sum("nhi_findings_open", &[("source", "gh")]) == 8.0 {
+        m
+    } else {
+        ex.wait_for("GitHub's findings", |m| {
+            m.sum("nhi_findings_open", &[("source", "gh")]) == 8.0
+        })
+    };
+    assert_eq!(open_gl(&m), 3.0);
+}

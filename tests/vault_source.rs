@@ -5,13 +5,15 @@
 
 mod common;
 use common::openbao::OpenBao;
-use nhi_exporter::config::{Credential, Policy, VaultAuth, VaultConfig};
+use nhi_exporter::config::{Credential, Policy};
 use nhi_exporter::hashing::SecretHasher;
-use nhi_exporter::sources::vault::VaultSource;
-use nhi_exporter::sources::{
-    ApplyMsg, CredentialState, ErrorReason, InventoryScan, ObservationItem, ObservationSender,
-    ObservedCredential, ObservedIdentity, PollContext, SourceError,
+use nhi_exporter::model::{
+    CredentialState, ErrorReason, InventoryScan, ObservationItem, ObservedCredential,
+    ObservedIdentity, SourceError,
 };
+use nhi_exporter::sources::vault::VaultSource;
+use nhi_exporter::sources::vault::{VaultAuth, VaultConfig};
+use nhi_exporter::sources::{ObservationSender, PollContext};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,7 +119,7 @@ fn poll_with(source: &VaultSource, hasher: Arc<SecretHasher>, timeout: Duration)
         .build()
         .unwrap();
     rt.block_on(async {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<ApplyMsg>(1024);
+        let (tx, mut rx) = ObservationSender::channel(1024);
         let ctx = PollContext {
             source: "vault".into(),
             hasher,
@@ -128,13 +130,10 @@ fn poll_with(source: &VaultSource, hasher: Arc<SecretHasher>, timeout: Duration)
             known_credentials: Vec::new(),
             linked_credentials: Default::default(),
         };
-        let result = source.poll(ctx, ObservationSender::new(tx)).await;
+        let result = source.poll(ctx, tx).await;
         let mut items = Vec::new();
-        while let Ok(m) = rx.try_recv() {
-            match m {
-                ApplyMsg::Item(i) => items.push(i),
-                other => panic!("sources never send {other:?}"),
-            }
+        while let Ok(i) = rx.try_recv() {
+            items.push(i);
         }
         Polled { result, items }
     })
@@ -704,7 +703,8 @@ fn full_inventory_with_root_token_and_value_hashes() {
         token_auth(&w.bao.root_token),
         &["secret", "kv2", "empty"],
         true,
-    ));
+    ))
+    .unwrap();
     let p = poll(&src);
     assert!(p.result.is_ok(), "{:?}", p.result);
     assert_eq!(
@@ -738,7 +738,8 @@ fn full_inventory_with_root_token_and_value_hashes() {
         token_auth(&w.bao.root_token),
         &["secret", "kv2", "empty"],
         false,
-    ));
+    ))
+    .unwrap();
     let p = poll(&src);
     assert!(p.result.is_ok(), "{:?}", p.result);
     expected_kv(&w, &p, false);
@@ -751,7 +752,7 @@ fn shipped_policy_is_enough_with_a_token_and_with_approle_login() {
     let (tok, tok_acc) = w.bao.create_token(
         json!({"policies": ["nhi-exporter", "nhi-exporter-machines"], "no_default_policy": true, "ttl": "1h"}),
     );
-    let src = VaultSource::new(config(&w.bao, token_auth(&tok), &["secret"], false));
+    let src = VaultSource::new(config(&w.bao, token_auth(&tok), &["secret"], false)).unwrap();
     let p = poll(&src);
     assert!(p.result.is_ok(), "{:?}", p.result);
     assert_eq!(
@@ -782,7 +783,7 @@ fn shipped_policy_is_enough_with_a_token_and_with_approle_login() {
         role_id: Credential::new(w.exporter_role_id.clone()),
         secret_id: Credential::new(w.exporter_secret_id.clone()),
     };
-    let src = VaultSource::new(config(&w.bao, auth, &["secret"], false));
+    let src = VaultSource::new(config(&w.bao, auth, &["secret"], false)).unwrap();
     let p = poll(&src);
     assert!(p.result.is_ok(), "{:?}", p.result);
     assert_eq!(
@@ -852,7 +853,7 @@ fn shipped_policy_is_enough_with_a_token_and_with_approle_login() {
         role_id: Credential::new(narrow_role),
         secret_id: Credential::new(narrow_secret),
     };
-    let narrow = VaultSource::new(config(&w.bao, auth, &["secret"], false));
+    let narrow = VaultSource::new(config(&w.bao, auth, &["secret"], false)).unwrap();
     for _ in 0..3 {
         let p = poll(&narrow);
         assert!(p.result.is_ok(), "{:?}", p.result);
@@ -881,7 +882,7 @@ fn shipped_policy_is_enough_with_a_token_and_with_approle_login() {
         role_id: Credential::new(w.exporter_role_id.clone()),
         secret_id: Credential::new(CANARY.into()),
     };
-    let p = poll(&VaultSource::new(config(&w.bao, auth, &["secret"], false)));
+    let p = poll(&VaultSource::new(config(&w.bao, auth, &["secret"], false)).unwrap());
     let e = p.result.as_ref().unwrap_err();
     assert_eq!(e.reason, ErrorReason::Auth, "{e}");
     assert_no_canary(&p);
@@ -904,7 +905,7 @@ fn partial_permissions_fail_only_their_scopes() {
     // match_values without read on secret/data: the kv scope fails too, so
     // every scope failed and the poll fails (reason auth), each scope still
     // reported.
-    let src = VaultSource::new(config(&w.bao, token_auth(&tok), &["secret"], true));
+    let src = VaultSource::new(config(&w.bao, token_auth(&tok), &["secret"], true)).unwrap();
     let p = poll(&src);
     assert_eq!(p.result.as_ref().unwrap_err().reason, ErrorReason::Auth);
     assert_eq!(
@@ -920,7 +921,7 @@ fn partial_permissions_fail_only_their_scopes() {
     );
     assert_no_canary(&p);
 
-    let src = VaultSource::new(config(&w.bao, token_auth(&tok), &["secret"], false));
+    let src = VaultSource::new(config(&w.bao, token_auth(&tok), &["secret"], false)).unwrap();
     let p = poll(&src);
     assert!(p.result.is_ok(), "{:?}", p.result);
     let e = p.failed("tokens");
@@ -935,7 +936,7 @@ fn partial_permissions_fail_only_their_scopes() {
 fn rejected_token_and_stopped_server_fail_the_poll() {
     let mut w = seed();
     let bogus = format!("s.{CANARY}");
-    let src = VaultSource::new(config(&w.bao, token_auth(&bogus), &["secret"], true));
+    let src = VaultSource::new(config(&w.bao, token_auth(&bogus), &["secret"], true)).unwrap();
     let p = poll(&src);
     let e = p.result.as_ref().unwrap_err();
     assert_eq!(e.reason, ErrorReason::Auth, "{e}");
@@ -947,7 +948,8 @@ fn rejected_token_and_stopped_server_fail_the_poll() {
         token_auth(&w.bao.root_token),
         &["secret"],
         true,
-    ));
+    ))
+    .unwrap();
     w.bao.stop();
     let started = Instant::now();
     let p = poll_with(&src, hasher(), Duration::from_secs(5));

@@ -1,16 +1,33 @@
-//! Configuration: raw YAML types (strict: unknown keys are errors), `${VAR}`
-//! expansion, defaults, then validation into the domain types the rest of
+//! Configuration: strict YAML (unknown keys are errors naming their path),
+//! `${VAR}` expansion, defaults, then validation into the types the rest of
 //! the exporter uses. Every problem is reported with its key path, and all
 //! problems are collected, not just the first.
+//!
+//! This module holds the YAML machinery ([`yaml`]), the top level, `state`,
+//! `policy` and `labels` ([`policy`]), and the keys every source has. Each
+//! source type's own keys, their validation and their settings type live
+//! with the source in `src/sources/<type>/`, behind [`SourceSpec`]; the
+//! source types are handed in by the caller (`sources::registry`).
 
 mod duration;
-mod raw;
+mod policy;
+pub mod yaml;
 
 pub use duration::{format_duration, parse_duration, parse_size, Dur};
+pub use policy::{LabelsConfig, Policy, Privileged, Window, DEFAULT_AWS_PRIVILEGED};
+pub use yaml::{Issues, SourceParse};
 
+use crate::model::InventoryKinds;
+use policy::{validate_labels, validate_policy, RawLabels, RawPolicy};
+use serde::Deserialize;
+use serde_yaml::{Mapping, Value};
+use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use yaml::{decode, expand_env, key_str, positive, resolve, section};
 
 /// One configuration problem, with the key path it concerns
 /// (`sources[1].interval`) and what to do about it.
@@ -87,56 +104,31 @@ impl StateConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Policy {
-    pub max_credential_age: Duration,
-    pub unused_after: Duration,
-    /// `None`: 3 x each source's interval.
-    pub stale_after: Option<Duration>,
-    pub team_tag: String,
-    pub windows: Vec<Window>,
-    pub max_secret_types: usize,
-    pub privileged: Privileged,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        raw::default_policy()
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Privileged {
-    pub aws_policies: Vec<String>,
-    pub vault_policies: Vec<String>,
-}
-
-/// A KPI window, with the label value it is exported under (`7d`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
-    pub duration: Duration,
-    pub label: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabelsConfig {
-    pub team_enabled: bool,
-    pub team_max_values: usize,
-}
-
-#[derive(Debug, Clone, PartialEq)]
+/// One configured source: the keys every source has, and its type's own
+/// validated settings.
+#[derive(Debug, Clone)]
 pub struct SourceConfig {
     pub name: String,
     pub interval: Duration,
     pub timeout: Duration,
     pub enabled: bool,
-    pub kind: SourceKind,
+    pub spec: Arc<dyn SourceSpec>,
+}
+
+impl PartialEq for SourceConfig {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name
+            && self.interval == o.interval
+            && self.timeout == o.timeout
+            && self.enabled == o.enabled
+            && self.spec.same(o.spec.as_ref())
+    }
 }
 
 impl SourceConfig {
     /// The `source_type` label value.
     pub fn type_name(&self) -> &'static str {
-        self.kind.type_name()
+        self.spec.type_name()
     }
 
     /// How long without a successful poll before this source's data is
@@ -144,68 +136,67 @@ impl SourceConfig {
     pub fn stale_after(&self, policy: &Policy) -> Duration {
         policy.stale_after.unwrap_or(self.interval * 3)
     }
-}
 
-/// Type-specific settings; one variant per source `type`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceKind {
-    Gitleaks(GitleaksConfig),
-    Trufflehog(TrufflehogConfig),
-    DetectSecrets(DetectSecretsConfig),
-    GithubSecretScanning(GithubConfig),
-    GitlabSecretDetection(GitlabConfig),
-    Vault(VaultConfig),
-    Aws(AwsConfig),
-}
-
-impl SourceKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SourceKind::Gitleaks(_) => "gitleaks",
-            SourceKind::Trufflehog(_) => "trufflehog",
-            SourceKind::DetectSecrets(_) => "detect_secrets",
-            SourceKind::GithubSecretScanning(_) => "github_secret_scanning",
-            SourceKind::GitlabSecretDetection(_) => "gitlab_secret_detection",
-            SourceKind::Vault(_) => "vault",
-            SourceKind::Aws(_) => "aws",
-        }
+    /// This source's settings as its type's own struct.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.spec.as_any().downcast_ref()
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct GitleaksConfig {
-    /// Glob patterns of report files (JSON or SARIF), made absolute.
-    pub paths: Vec<String>,
-    /// Reports larger than this are rejected (counted `io` error) rather
-    /// than read into memory.
-    pub max_file_size: u64,
+/// A source type's validated settings. Implemented through
+/// [`SourceSettings`] by each type's settings struct.
+pub trait SourceSpec: fmt::Debug + Send + Sync + 'static {
+    /// The `type` key and `source_type` label value.
+    fn type_name(&self) -> &'static str;
+    fn as_any(&self) -> &dyn Any;
+    /// Equal settings (a reload keeps a source whose settings are equal).
+    fn same(&self, other: &dyn SourceSpec) -> bool;
+    /// The provider and kinds an inventory source reports, for zero-valued
+    /// series before its first poll; `None` for scanners.
+    fn inventory(&self) -> Option<InventoryKinds>;
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TrufflehogConfig {
-    /// Glob patterns of trufflehog v3 `--json` (JSON lines) reports, made
-    /// absolute.
-    pub paths: Vec<String>,
-    /// Reports larger than this are rejected (counted `io` error).
-    pub max_file_size: u64,
+/// What a source type's settings struct implements to be a [`SourceSpec`].
+pub trait SourceSettings: fmt::Debug + PartialEq + Send + Sync + 'static {
+    fn type_name(&self) -> &'static str;
+    fn inventory(&self) -> Option<InventoryKinds> {
+        None
+    }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DetectSecretsConfig {
-    /// Glob patterns of detect-secrets baseline files, made absolute.
-    pub paths: Vec<String>,
-    /// Baselines larger than this are rejected (counted `io` error).
-    pub max_file_size: u64,
+impl<T: SourceSettings> SourceSpec for T {
+    fn type_name(&self) -> &'static str {
+        SourceSettings::type_name(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn same(&self, other: &dyn SourceSpec) -> bool {
+        other.as_any().downcast_ref::<T>() == Some(self)
+    }
+    fn inventory(&self) -> Option<InventoryKinds> {
+        SourceSettings::inventory(self)
+    }
 }
 
-pub const DEFAULT_MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
+/// A source type as the configuration knows it: its `type` name and the
+/// parser of its own keys.
+#[derive(Clone, Copy)]
+pub struct SourceType {
+    pub name: &'static str,
+    pub parse: fn(&mut SourceParse<'_>) -> Option<Arc<dyn SourceSpec>>,
+}
+
+fn type_names(types: &[SourceType]) -> String {
+    types.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+}
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Read, expand, parse and validate a configuration file. Relative paths
 /// in it are resolved against the file's directory.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub fn load(path: &Path, types: &[SourceType]) -> Result<Config, ConfigError> {
     let text = std::fs::read(path).map_err(|e| ConfigError {
         file: path.to_path_buf(),
         issues: vec![ConfigIssue {
@@ -224,21 +215,224 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new("."));
-    parse(&text, base, &|k| std::env::var(k).ok()).map_err(|issues| ConfigError {
+    parse(&text, base, &|k| std::env::var(k).ok(), types).map_err(|issues| ConfigError {
         file: path.to_path_buf(),
         issues,
     })
 }
 
-/// Parse configuration text. `env` looks up variables for `${VAR}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    path: Option<String>,
+    hash_key_file: Option<String>,
+}
+
+/// Keys every source has, whatever its type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSourceCommon {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    interval: Option<Dur>,
+    timeout: Option<Dur>,
+    enabled: Option<bool>,
+}
+
+const COMMON_KEYS: [&str; 5] = ["name", "type", "interval", "timeout", "enabled"];
+
+const TOP_KEYS: [&str; 4] = ["state", "policy", "labels", "sources"];
+
+/// Parse configuration text. `env` looks up variables for `${VAR}`;
+/// `types` are the source types this build knows (`sources::registry`).
 pub fn parse(
     text: &str,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+    types: &[SourceType],
 ) -> Result<Config, Vec<ConfigIssue>> {
-    raw::parse(text, base_dir, env)
+    let mut issues = Issues::default();
+    let mut root: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            issues.push("", format!("invalid YAML: {e}"));
+            return Err(issues.0);
+        }
+    };
+    expand_env(&mut root, "", env, &mut issues);
+
+    let top = match root {
+        Value::Mapping(m) => m,
+        Value::Null => Mapping::new(),
+        _ => {
+            issues.push(
+                "",
+                "the configuration must be a mapping with keys state, policy, labels, sources",
+            );
+            return Err(issues.0);
+        }
+    };
+    for key in top.keys() {
+        let k = key_str(key);
+        if !TOP_KEYS.contains(&k.as_str()) {
+            issues.push(
+                k.clone(),
+                format!(
+                    "unknown key {k:?}; valid top-level keys are {}",
+                    TOP_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+
+    let state: RawState = section(&top, "state", &mut issues).unwrap_or_default();
+    let policy: RawPolicy = section(&top, "policy", &mut issues).unwrap_or_default();
+    let labels: RawLabels = section(&top, "labels", &mut issues).unwrap_or_default();
+
+    let state = StateConfig {
+        path: resolve(base_dir, state.path.as_deref().unwrap_or("nhi-exporter.db")),
+        hash_key_file: state.hash_key_file.as_deref().map(|p| resolve(base_dir, p)),
+    };
+    if state.path.as_os_str().is_empty() {
+        issues.push("state.path", "must not be empty");
+    }
+
+    let policy = validate_policy(policy, &mut issues);
+    let labels = validate_labels(labels, &mut issues);
+
+    let mut sources = Vec::new();
+    match top.get("sources") {
+        None | Some(Value::Null) => {}
+        Some(Value::Sequence(items)) => {
+            let mut names = HashSet::new();
+            for (i, item) in items.iter().enumerate() {
+                let path = format!("sources[{i}]");
+                if let Some(s) = validate_source(item, &path, base_dir, types, &mut issues) {
+                    if !names.insert(s.name.clone()) {
+                        issues.push(
+                            format!("{path}.name"),
+                            format!(
+                                "duplicate source name {:?}; source names must be unique",
+                                s.name
+                            ),
+                        );
+                    }
+                    sources.push(s);
+                }
+            }
+        }
+        Some(_) => issues.push("sources", "must be a list of sources"),
+    }
+
+    if issues.is_empty() {
+        Ok(Config {
+            state,
+            policy,
+            labels,
+            sources,
+        })
+    } else {
+        Err(issues.0)
+    }
 }
 
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn validate_source(
+    item: &Value,
+    path: &str,
+    base: &Path,
+    types: &[SourceType],
+    issues: &mut Issues,
+) -> Option<SourceConfig> {
+    let Value::Mapping(m) = item else {
+        issues.push(
+            path,
+            "each source must be a mapping with at least name and type",
+        );
+        return None;
+    };
+    let mut common = Mapping::new();
+    let mut specific = Mapping::new();
+    for (k, v) in m {
+        if COMMON_KEYS.contains(&key_str(k).as_str()) {
+            common.insert(k.clone(), v.clone());
+        } else {
+            specific.insert(k.clone(), v.clone());
+        }
+    }
+    let c: RawSourceCommon = decode(Value::Mapping(common), path, issues)?;
+    let before = issues.len();
+    let name = match c.name {
+        Some(n) if valid_name(&n) => n,
+        Some(n) => {
+            issues.push(
+                format!("{path}.name"),
+                format!(
+                    "{n:?} is not a valid source name: use 1-64 characters of a-z, 0-9, _ and -"
+                ),
+            );
+            n
+        }
+        None => {
+            issues.push(format!("{path}.name"), "is required");
+            String::new()
+        }
+    };
+    let interval = positive(
+        c.interval,
+        DEFAULT_INTERVAL,
+        &format!("{path}.interval"),
+        issues,
+    );
+    if !interval.is_zero() && interval < Duration::from_secs(1) {
+        issues.push(format!("{path}.interval"), "must be at least 1s");
+    }
+    let timeout = positive(
+        c.timeout,
+        DEFAULT_TIMEOUT,
+        &format!("{path}.timeout"),
+        issues,
+    );
+    let Some(kind_name) = c.kind else {
+        issues.push(
+            format!("{path}.type"),
+            format!("is required; one of {}", type_names(types)),
+        );
+        return None;
+    };
+    let Some(ty) = types.iter().find(|t| t.name == kind_name) else {
+        issues.push(
+            format!("{path}.type"),
+            format!(
+                "unknown source type {kind_name:?}; this build supports {}",
+                type_names(types)
+            ),
+        );
+        return None;
+    };
+    let spec = (ty.parse)(&mut SourceParse::new(path, base, issues, specific));
+    let spec = spec?;
+    if issues.len() > before {
+        return None;
+    }
+    Some(SourceConfig {
+        name,
+        interval,
+        timeout,
+        enabled: c.enabled.unwrap_or(true),
+        spec,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 
@@ -261,91 +455,4 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Credential(<redacted>)")
     }
-}
-
-/// Which alerts a `github_secret_scanning` source lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GithubScope {
-    Org(String),
-    Enterprise(String),
-    /// `owner/name` entries.
-    Repositories(Vec<String>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct GithubConfig {
-    /// Base API URL without a trailing slash (`https://api.github.com`, or
-    /// `https://HOST/api/v3` for GitHub Enterprise Server).
-    pub api_url: String,
-    pub scope: GithubScope,
-    pub token: Credential,
-    /// Ask GitHub not to return the secret (`hide_secret=true`): alerts are
-    /// then keyed by their own id and cannot merge with other scanners.
-    pub hide_secret: bool,
-    /// Extra CA bundle for GitHub Enterprise Server.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// Which vulnerabilities a `gitlab_secret_detection` source lists: a group
-/// (with its subgroups' projects) or one project, by full path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GitlabScope {
-    Group(String),
-    Project(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct GitlabConfig {
-    /// Instance URL without a trailing slash (`https://gitlab.com`,
-    /// `https://gitlab.example.com`); the GraphQL endpoint is
-    /// `{api_url}/api/graphql`.
-    pub api_url: String,
-    pub scope: GitlabScope,
-    pub token: Credential,
-    /// Extra CA bundle for a self-managed instance with a private CA.
-    pub ca_file: Option<PathBuf>,
-}
-
-/// How a `vault` source logs in.
-#[derive(Debug, Clone, PartialEq)]
-pub enum VaultAuth {
-    Token(Credential),
-    AppRole {
-        /// Auth mount path without `auth/` (default `approle`).
-        mount: String,
-        role_id: Credential,
-        secret_id: Credential,
-    },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct VaultConfig {
-    /// `https://vault.example.com:8200`, without a trailing slash.
-    pub address: String,
-    /// Sent as `X-Vault-Namespace` when not empty (Vault Enterprise, OpenBao).
-    pub namespace: String,
-    pub auth: VaultAuth,
-    /// KV version 2 mounts whose metadata is walked (`secret`).
-    pub kv_mounts: Vec<String>,
-    /// Read current KV values, HMAC them with the store key and drop them,
-    /// to link leaks whose secret equals a vault value.
-    pub match_values: bool,
-    pub ca_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AwsService {
-    Iam,
-    SecretsManager,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AwsConfig {
-    /// Regions whose Secrets Manager is listed; the first also signs IAM
-    /// calls (IAM is global).
-    pub regions: Vec<String>,
-    pub services: Vec<AwsService>,
-    pub assume_role_arn: Option<String>,
-    /// A compatible endpoint (moto, LocalStack) instead of AWS's own.
-    pub endpoint_url: Option<String>,
 }

@@ -2,8 +2,8 @@
 //! memory, so rendering never touches the store or an upstream.
 
 use super::Snapshot;
-use crate::sources::{Resolution, Validity};
-use crate::store::TIME_BUCKETS;
+use super::TIME_BUCKETS;
+use crate::model::{Resolution, Validity};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +28,9 @@ pub struct KpiView {
     pub snapshot: Arc<Snapshot>,
     /// (name, source_type) of the configured, enabled sources.
     pub sources: Vec<(String, String)>,
+    /// What each configured inventory source reports, for zero-valued
+    /// series before its first poll.
+    pub inventories: Vec<(String, crate::model::InventoryKinds)>,
     pub stale: BTreeSet<String>,
     /// Wall clock for `nhi_store_history_seconds`.
     pub now: i64,
@@ -318,26 +321,6 @@ impl KpiCollector {
     }
 }
 
-/// The kinds an inventory source type reports, for zero-valued series
-/// before its first poll: (provider, identity kinds, credential kinds).
-fn inventory_kinds(
-    source_type: &str,
-) -> Option<(
-    &'static str,
-    &'static [&'static str],
-    &'static [&'static str],
-)> {
-    match source_type {
-        "vault" => Some((
-            "vault",
-            &["token", "approle"],
-            &["kv", "token", "secret_id"],
-        )),
-        "aws" => Some(("aws", &["user", "role"], &["access_key", "secret"])),
-        _ => None,
-    }
-}
-
 /// A zero-valued entry for each of `kinds` of `source` that has no series
 /// yet (under any team).
 fn zero_fill<V: Default>(
@@ -369,14 +352,12 @@ impl KpiCollector {
         let mut ids = inv.identities.clone();
         let mut creds = inv.credentials.clone();
         let mut humans = inv.humans.clone();
-        for (src, t) in &view.sources {
-            if let Some((provider, id_kinds, cred_kinds)) = inventory_kinds(t) {
-                zero_fill(&mut ids, src, provider, id_kinds);
-                zero_fill(&mut creds, src, provider, cred_kinds);
-                humans
-                    .entry((src.clone(), provider.to_string()))
-                    .or_insert(0);
-            }
+        for (src, k) in &view.inventories {
+            zero_fill(&mut ids, src, k.provider, k.identity_kinds);
+            zero_fill(&mut creds, src, k.provider, k.credential_kinds);
+            humans
+                .entry((src.clone(), k.provider.to_string()))
+                .or_insert(0);
         }
         let pairs = |source: &str, provider: &str, kind: &str, team: &str| {
             let mut v = vec![

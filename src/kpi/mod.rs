@@ -7,12 +7,39 @@ pub mod inventory;
 pub mod windows;
 
 use crate::config::{LabelsConfig, Policy};
-use crate::sources::Validity;
-use crate::store::{decode_labels, StoreError, TIME_BUCKETS};
+use crate::model::Validity;
+use crate::store::{decode_labels, events, StoreError};
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
 
 pub type Labels = Vec<(String, String)>;
+
+/// Buckets (seconds) of `nhi_time_to_revoke_seconds` and
+/// `nhi_time_to_close_seconds`. The store keeps exact durations, so this
+/// layout can change without touching it.
+pub const TIME_BUCKETS: [f64; 11] = [
+    300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0, 1209600.0, 2592000.0,
+    7776000.0,
+];
+
+/// The metric family of each counted store event.
+pub fn counter_metric(event: &str) -> Option<&'static str> {
+    match event {
+        events::FINDING_DETECTED => Some("nhi_findings_detected_total"),
+        events::FINDING_CLOSED => Some("nhi_findings_closed_total"),
+        events::EXPOSURE_REVOKED => Some("nhi_exposures_revoked_total"),
+        _ => None,
+    }
+}
+
+/// The histogram family of each measured store event.
+pub fn histogram_metric(event: &str) -> Option<&'static str> {
+    match event {
+        events::TIME_TO_CLOSE => Some("nhi_time_to_close_seconds"),
+        events::TIME_TO_REVOKE => Some("nhi_time_to_revoke_seconds"),
+        _ => None,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramValue {
@@ -151,40 +178,8 @@ pub fn compute_with(
         |r| r.get::<_, i64>(0),
     )? as u64;
 
-    {
-        let mut stmt =
-            conn.prepare("SELECT name, labels, value FROM counters ORDER BY name, labels")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let labels: String = r.get(1)?;
-            s.counters
-                .push((r.get(0)?, decode_labels(&labels), r.get(2)?));
-        }
-    }
-    {
-        let mut stmt = conn.prepare(
-            "SELECT name, labels, buckets, sum, count FROM histograms ORDER BY name, labels",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let labels: String = r.get(1)?;
-            let b: String = r.get(2)?;
-            let buckets: Vec<u64> = serde_json::from_str(&b)
-                .map_err(|e| StoreError::Data(format!("histogram buckets: {e}")))?;
-            if buckets.len() != TIME_BUCKETS.len() {
-                return Err(StoreError::Data("histogram bucket count changed".into()));
-            }
-            s.histograms.push((
-                r.get(0)?,
-                decode_labels(&labels),
-                HistogramValue {
-                    buckets,
-                    sum: r.get(3)?,
-                    count: r.get::<_, i64>(4)? as u64,
-                },
-            ));
-        }
-    }
+    s.counters = read_counters(conn)?;
+    s.histograms = read_histograms(conn)?;
 
     // Posture. exposure = 1 - open (live or unknown) / exposures seen in the
     // last 90 days; 1 when there were none.
@@ -377,3 +372,61 @@ pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Resul
 
 #[cfg(test)]
 mod tests;
+
+/// Persisted counters, under their metric names. Events this build does not
+/// export are skipped.
+fn read_counters(conn: &Connection) -> Result<Vec<(String, Labels, f64)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name, labels, value FROM counters")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let event: String = r.get(0)?;
+        if let Some(metric) = counter_metric(&event) {
+            let labels: String = r.get(1)?;
+            out.push((metric.to_string(), decode_labels(&labels), r.get(2)?));
+        }
+    }
+    out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    Ok(out)
+}
+
+/// Persisted durations, bucketed into [`TIME_BUCKETS`] under their metric
+/// names.
+fn read_histograms(conn: &Connection) -> Result<Vec<(String, Labels, HistogramValue)>, StoreError> {
+    let mut by_series: BTreeMap<(String, String), HistogramValue> = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT event, labels, seconds, n FROM durations")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let event: String = r.get(0)?;
+        let Some(metric) = histogram_metric(&event) else {
+            continue;
+        };
+        let (seconds, n): (i64, i64) = (r.get(2)?, r.get(3)?);
+        let h = by_series
+            .entry((metric.to_string(), r.get(1)?))
+            .or_insert_with(|| HistogramValue {
+                buckets: vec![0; TIME_BUCKETS.len()],
+                sum: 0.0,
+                count: 0,
+            });
+        if let Some(i) = TIME_BUCKETS.iter().position(|b| seconds as f64 <= *b) {
+            h.buckets[i] += n as u64;
+        }
+        h.sum += (seconds * n) as f64;
+        h.count += n as u64;
+    }
+    let mut stmt = conn.prepare("SELECT event, labels, seconds FROM duration_sum_adjust")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let event: String = r.get(0)?;
+        if let Some(metric) = histogram_metric(&event) {
+            if let Some(h) = by_series.get_mut(&(metric.to_string(), r.get(1)?)) {
+                h.sum += r.get::<_, f64>(2)?;
+            }
+        }
+    }
+    Ok(by_series
+        .into_iter()
+        .map(|((metric, labels), h)| (metric, decode_labels(&labels), h))
+        .collect())
+}

@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{Privileged, Window};
-use crate::sources::{Resolution, Validity};
+use crate::model::{Resolution, Validity};
 use crate::store::tests::{apply, finding, scan};
 use crate::store::Store;
 use std::time::Duration;
@@ -30,7 +30,7 @@ fn policy(windows: &[i64]) -> Policy {
 }
 
 /// Apply a poll and record history, as the daemon does.
-fn poll(store: &Store, p: &Policy, now: i64, scans: &[crate::sources::TargetScan]) -> Snapshot {
+fn poll(store: &Store, p: &Policy, now: i64, scans: &[crate::model::TargetScan]) -> Snapshot {
     apply(store, "gl", now, scans);
     let s = compute(&store.reader().unwrap(), p, now).unwrap();
     record_history(&store.writer(), &s, p).unwrap();
@@ -229,4 +229,64 @@ fn empty_store_has_defined_values() {
     assert_eq!(w.closure_ratio, None);
     assert_eq!(w.exposure_reduction_ratio, None);
     assert_eq!(w.secrets_in_code_delta, 0.0);
+}
+
+/// A v2 store's bucketed histograms and metric-named counters migrate to
+/// events: every v2 bucket count, the exact sum and the counters are kept.
+#[test]
+fn v2_histograms_and_counters_migrate_to_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for (sql, _) in &crate::store::schema_migrations()[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 2;
+             INSERT INTO meta(key, value) VALUES ('hash_key_id', 'k');
+             INSERT INTO counters VALUES ('nhi_findings_closed_total', 'resolution=revoked\x1fsource=gl', 3);
+             INSERT INTO counters VALUES ('nhi_exposures_revoked_total', 'confirmed_by=aws', 2);
+             INSERT INTO histograms VALUES ('nhi_time_to_close_seconds', 'source=gl',
+                 '[1,0,2,0,0,0,0,0,0,0,0]', 7300.5, 4);
+             INSERT INTO histograms VALUES ('nhi_time_to_revoke_seconds', 'confirmed_by=aws',
+                 '[0,0,0,0,0,1,0,0,0,0,1]', 7800000, 2);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path, "k").unwrap();
+    let snap = compute(&store.reader().unwrap(), &Policy::default(), 10_000).unwrap();
+    let counter = |name: &str| -> f64 {
+        snap.counters
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+            .sum()
+    };
+    assert_eq!(counter("nhi_findings_closed_total"), 3.0);
+    assert_eq!(counter("nhi_exposures_revoked_total"), 2.0);
+    let hist = |name: &str| {
+        snap.histograms
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, h)| h.clone())
+            .unwrap()
+    };
+    // One of the four closures was past the last bucket (overflow).
+    let close = hist("nhi_time_to_close_seconds");
+    assert_eq!(close.buckets, vec![1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!((close.sum, close.count), (7300.5, 4));
+    let revoke = hist("nhi_time_to_revoke_seconds");
+    assert_eq!(revoke.buckets, vec![0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
+    assert_eq!((revoke.sum, revoke.count), (7800000.0, 2));
+    // The v2 table is gone; the store is at the current version.
+    let r = store.reader().unwrap();
+    let tables: i64 = r
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'histograms'",
+            [],
+            |x| x.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
 }

@@ -4,7 +4,7 @@
 //! deadline; every failure mapped to a `reason` of `nhi_source_errors_total`.
 //! Response bodies are never put into error messages (they may hold secrets).
 
-use super::{ErrorReason, SourceError};
+use crate::model::{ErrorReason, SourceError};
 use bytes::Bytes;
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};

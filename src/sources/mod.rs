@@ -1,380 +1,49 @@
-//! Sources: each polls one upstream (report files, an API) and returns a
-//! normalised observation. Sources never touch Prometheus or the store; the
-//! [`runner`] applies what they send.
+//! Sources: each polls one upstream (report files, an API) and sends
+//! normalised observations ([`crate::model`]). Sources never touch
+//! Prometheus or the store; the poll pipeline ([`crate::poll`]) applies
+//! what they send. One folder per source type, behind the [`Source`] trait
+//! and the one [`registry`].
 
 pub mod aws;
-pub mod detect_secrets;
-pub mod files;
 pub mod github;
 pub mod gitlab;
-pub mod gitleaks;
 pub mod http;
-pub mod runner;
-pub mod trufflehog;
+pub mod registry;
+pub mod reports;
 pub mod vault;
 
-use crate::config::{SourceConfig, SourceKind};
 use crate::hashing::SecretHasher;
+use crate::model::{ErrorReason, KnownCredential, ObservationItem, SourceError};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// Why a poll (or one of its inputs) failed; the `reason` label of
-/// `nhi_source_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorReason {
-    Timeout,
-    Auth,
-    RateLimited,
-    Http4xx,
-    Http5xx,
-    Parse,
-    Io,
-}
-
-impl ErrorReason {
-    pub const ALL: [ErrorReason; 7] = [
-        ErrorReason::Timeout,
-        ErrorReason::Auth,
-        ErrorReason::RateLimited,
-        ErrorReason::Http4xx,
-        ErrorReason::Http5xx,
-        ErrorReason::Parse,
-        ErrorReason::Io,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorReason::Timeout => "timeout",
-            ErrorReason::Auth => "auth",
-            ErrorReason::RateLimited => "rate_limited",
-            ErrorReason::Http4xx => "http_4xx",
-            ErrorReason::Http5xx => "http_5xx",
-            ErrorReason::Parse => "parse",
-            ErrorReason::Io => "io",
-        }
-    }
-}
-
-impl fmt::Display for ErrorReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A failure of a whole poll. The message never contains secret material.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct SourceError {
-    pub reason: ErrorReason,
-    pub message: String,
-    /// The upstream's HTTP status, when the failure was a response.
-    pub status: Option<u16>,
-}
-
-impl SourceError {
-    pub fn new(reason: ErrorReason, message: impl Into<String>) -> Self {
-        Self {
-            reason,
-            message: message.into(),
-            status: None,
-        }
-    }
-
-    pub fn with_status(mut self, status: u16) -> Self {
-        self.status = Some(status);
-        self
-    }
-}
-
-/// One API target's outcome as an observation: its complete scan, `None`
-/// when unchanged since last applied, or a failed target that keeps its
-/// state. A rejected credential (HTTP 401) fails every target, so it fails
-/// the whole poll instead.
-pub fn target_item(
-    target: String,
-    outcome: Result<Option<TargetScan>, SourceError>,
-) -> Result<ObservationItem, SourceError> {
-    Ok(match outcome {
-        Ok(Some(scan)) => ObservationItem::Target(scan),
-        Ok(None) => ObservationItem::TargetUnchanged { target },
-        Err(e) if e.status == Some(401) => return Err(e),
-        Err(error) => ObservationItem::TargetFailed { target, error },
-    })
-}
-
-/// Validity of a secret as reported by a scanner's check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Validity {
-    Unknown,
-    Inactive,
-    Live,
-}
-
-impl Validity {
-    pub const ALL: [Validity; 3] = [Validity::Live, Validity::Inactive, Validity::Unknown];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Validity::Live => "live",
-            Validity::Inactive => "inactive",
-            Validity::Unknown => "unknown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "live" => Some(Validity::Live),
-            "inactive" => Some(Validity::Inactive),
-            "unknown" => Some(Validity::Unknown),
-            _ => None,
-        }
-    }
-}
-
-/// Why a finding was closed; the `resolution` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Resolution {
-    Revoked,
-    FalsePositive,
-    WontFix,
-    UsedInTests,
-    Disappeared,
-    Other,
-}
-
-impl Resolution {
-    pub const ALL: [Resolution; 6] = [
-        Resolution::Revoked,
-        Resolution::FalsePositive,
-        Resolution::WontFix,
-        Resolution::UsedInTests,
-        Resolution::Disappeared,
-        Resolution::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Resolution::Revoked => "revoked",
-            Resolution::FalsePositive => "false_positive",
-            Resolution::WontFix => "wont_fix",
-            Resolution::UsedInTests => "used_in_tests",
-            Resolution::Disappeared => "disappeared",
-            Resolution::Other => "other",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-/// Where a finding is. Kept in the store for operators; never a label.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Location {
-    pub repository: Option<String>,
-    pub file: Option<String>,
-    pub line: Option<i64>,
-    pub commit: Option<String>,
-}
-
-/// How the exposure behind a finding is identified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ExposureKey {
-    /// HMAC-SHA256 of the secret value: merges across scanners.
-    Secret([u8; 32]),
-    /// No value available (redacted report): the scanner's own stable id,
-    /// scoped to its source and target. Cannot merge across scanners.
-    ScannerId,
-    /// A keyed hash of a value only this scanner type reports (detect-secrets'
-    /// `hashed_secret`): the same secret found by several of its plugins, or
-    /// in several repositories, is one exposure; it never merges with other
-    /// scanners, which see the plaintext instead.
-    ScannerSecret([u8; 32]),
-}
-
-/// A non-secret credential id seen in a leak (e.g. an AWS access key id),
-/// used to link the exposure to the credential inventory.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CredentialRef {
-    pub provider: &'static str,
-    pub id: String,
-}
-
-/// One scanner report of a secret where it must not be.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedFinding {
-    /// The scanner's stable id for this finding within its target.
-    pub scanner_id: String,
-    /// The scanner's rule id (normalised later).
-    pub secret_type: String,
-    pub exposure: ExposureKey,
-    pub location: Location,
-    /// The scanner's own detection time, if it has one.
-    pub detected_at: Option<i64>,
-    pub committed_at: Option<i64>,
-    /// `None` while open; the resolution and the close time when closed.
-    pub closed: Option<(Resolution, Option<i64>)>,
-    pub validity: Validity,
-    pub links: Vec<CredentialRef>,
-}
-
-/// The complete, latest scan of one target (a report file, a repository).
-/// A finding the store holds for this target that is absent here was
-/// closed with resolution `disappeared` at `scanned_at`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TargetScan {
-    pub target: String,
-    /// Change marker of the input (size, mtime...); stored so that an
-    /// unchanged input is not parsed again.
-    pub fingerprint: String,
-    /// When this scan ran (unix seconds), as well as the source can tell.
-    pub scanned_at: i64,
-    pub findings: Vec<ObservedFinding>,
-}
-
-/// State of a credential as the provider reports it. `Deleted` is never
-/// observed: it is what the store records for a credential absent from a
-/// complete inventory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CredentialState {
-    Active,
-    Inactive,
-}
-
-impl CredentialState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CredentialState::Active => "active",
-            CredentialState::Inactive => "inactive",
-        }
-    }
-}
-
-/// A principal in one provider (SPEC §2 Identity). Humans are reported too
-/// (`human: true`): they are only counted, for the NHI:human ratio.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedIdentity {
-    /// `aws`, `vault`.
-    pub provider: &'static str,
-    /// AWS account id, Vault cluster (its address host or cluster name).
-    pub account: String,
-    /// `user`, `role` (aws); `token`, `approle` (vault).
-    pub kind: &'static str,
-    /// Stable, non-secret id within the source (ARN, token accessor, role).
-    pub id: String,
-    /// Display name; kept in the store, never a label.
-    pub name: String,
-    pub created_at: Option<i64>,
-    /// Last use the provider reports; `None` with `usage_tracked` = never used.
-    pub last_used_at: Option<i64>,
-    /// Whether the provider reports use at all. An identity whose use is not
-    /// tracked (a Vault token) is never counted unused.
-    pub usage_tracked: bool,
-    /// Owning team from `policy.team_tag` (tag, custom_metadata, token meta).
-    pub team: Option<String>,
-    /// Why the identity is admin-equivalent (`AdministratorAccess`,
-    /// `inline */*`, `policy root`), `None` when it is not.
-    pub privileged: Option<String>,
-    /// The privilege is held permanently rather than granted just in time.
-    pub standing: bool,
-    pub human: bool,
-}
-
-/// Secret material of an identity, or a stored secret (SPEC §2 Credential).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ObservedCredential {
-    pub provider: &'static str,
-    /// `access_key`, `secret` (aws); `kv`, `token`, `secret_id` (vault).
-    pub kind: &'static str,
-    /// Stable non-secret id: AWS access key id, secret ARN, `mount/path`,
-    /// token accessor, secret-id accessor. Leaks link to it by this id.
-    pub id: String,
-    /// The owning identity's `ObservedIdentity::id`, if any.
-    pub identity: Option<String>,
-    pub team: Option<String>,
-    pub created_at: Option<i64>,
-    /// Last rotation (creation when never rotated): the credential's age.
-    pub last_rotated_at: Option<i64>,
-    pub expires_at: Option<i64>,
-    pub last_used_at: Option<i64>,
-    pub state: CredentialState,
-    /// Rotated automatically by the provider (or by a declared, honoured
-    /// rotation period).
-    pub rotation_enabled: bool,
-    /// HMACs (store key) of the current secret values, read only under a
-    /// vault source's `match_values`. The values themselves are dropped.
-    pub value_hashes: Vec<[u8; 32]>,
-}
-
-/// The complete inventory of one scope of a source (`iam`,
-/// `secretsmanager/us-east-1`, `kv/secret`, `tokens`, `approle`). What the
-/// store holds for that scope and is absent here was deleted at
-/// `observed_at`; a scope that failed is sent as `TargetFailed` with the
-/// scope as target and keeps its previous state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct InventoryScan {
-    pub scope: String,
-    pub observed_at: i64,
-    pub identities: Vec<ObservedIdentity>,
-    pub credentials: Vec<ObservedCredential>,
-}
-
-/// What a source sends while it polls.
-#[derive(Debug)]
-pub enum ObservationItem {
-    Target(TargetScan),
-    /// The complete inventory of one scope (identities, credentials).
-    Inventory(InventoryScan),
-    /// One input (a report file, a repository, an inventory scope) could not
-    /// be read; it keeps its previous state.
-    TargetFailed {
-        target: String,
-        error: SourceError,
-    },
-    /// An input is unchanged since it was last applied; it was not re-read.
-    TargetUnchanged {
-        target: String,
-    },
-}
-
-/// What the applier receives: the source's items, then the runner's verdict.
-#[derive(Debug)]
-pub enum ApplyMsg {
-    Item(ObservationItem),
-    /// The poll succeeded: commit everything applied so far.
-    Commit,
-    /// The poll failed or timed out: roll back.
-    Abort,
-}
-
-/// The sending side handed to a source's poll; items are applied in one
-/// store transaction when the poll succeeds.
+/// The sending side handed to a source's poll. What it sends is applied
+/// to the store in one transaction, and only when the whole poll succeeds.
 #[derive(Clone)]
 pub struct ObservationSender {
-    tx: mpsc::Sender<ApplyMsg>,
+    tx: mpsc::Sender<ObservationItem>,
 }
 
-/// The applier went away (poll cancelled): stop producing.
+/// The poll's receiver went away (poll cancelled or failed): stop producing.
 #[derive(Debug, Clone, Copy)]
 pub struct Cancelled;
 
 impl ObservationSender {
-    pub fn new(tx: mpsc::Sender<ApplyMsg>) -> Self {
+    pub fn new(tx: mpsc::Sender<ObservationItem>) -> Self {
         Self { tx }
+    }
+    /// A sender and the receiving end of a channel of `capacity` items.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<ObservationItem>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
     }
     /// Send from a blocking thread (file parsing runs in `spawn_blocking`).
     pub fn send_blocking(&self, item: ObservationItem) -> Result<(), Cancelled> {
-        self.tx
-            .blocking_send(ApplyMsg::Item(item))
-            .map_err(|_| Cancelled)
+        self.tx.blocking_send(item).map_err(|_| Cancelled)
     }
     pub async fn send(&self, item: ObservationItem) -> Result<(), Cancelled> {
-        self.tx
-            .send(ApplyMsg::Item(item))
-            .await
-            .map_err(|_| Cancelled)
+        self.tx.send(item).await.map_err(|_| Cancelled)
     }
 }
 
@@ -398,60 +67,117 @@ pub struct PollContext {
     pub linked_credentials: HashSet<String>,
 }
 
-/// A credential as last applied to the store.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KnownCredential {
-    pub scope: String,
-    pub kind: String,
-    pub id: String,
-    pub identity: Option<String>,
-    pub created_at: Option<i64>,
-    pub state: CredentialState,
+/// A source's one poll, as a boxed future (the trait is object-safe).
+pub type PollFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), SourceError>> + Send + 'a>>;
+
+/// How the poll pipeline reads a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetch {
+    /// The poll talks to a network upstream: everything it sends is
+    /// collected first and applied in one short transaction once the poll
+    /// has succeeded, so the store is never held while an upstream answers.
+    Collect,
+    /// The poll reads local report files, whose findings can outgrow memory
+    /// (a million findings): items are applied while the poll still reads.
+    Stream,
 }
 
-/// A configured source, ready to poll. One variant per source type.
-#[derive(Debug, Clone)]
-pub enum Source {
-    Gitleaks(gitleaks::GitleaksSource),
-    Trufflehog(trufflehog::TrufflehogSource),
-    DetectSecrets(detect_secrets::DetectSecretsSource),
-    Github(github::GithubSource),
-    Gitlab(gitlab::GitlabSource),
-    Vault(vault::VaultSource),
-    Aws(aws::AwsSource),
+/// A configured source of one type, ready to poll. Built once per
+/// configuration (see [`registry`]); a reload builds a new one.
+pub trait Source: Send + Sync + 'static {
+    /// Poll once, sending observations as they are produced. Never touches
+    /// the store or Prometheus.
+    fn poll<'a>(&'a self, ctx: PollContext, out: ObservationSender) -> PollFuture<'a>;
+
+    /// How the pipeline reads this source.
+    fn fetch(&self) -> Fetch {
+        Fetch::Collect
+    }
 }
 
-impl Source {
-    pub fn from_config(cfg: &SourceConfig) -> Self {
-        match &cfg.kind {
-            SourceKind::Gitleaks(g) => Source::Gitleaks(gitleaks::GitleaksSource::new(g.clone())),
-            SourceKind::Trufflehog(t) => {
-                Source::Trufflehog(trufflehog::TrufflehogSource::new(t.clone()))
-            }
-            SourceKind::DetectSecrets(d) => {
-                Source::DetectSecrets(detect_secrets::DetectSecretsSource::new(d.clone()))
-            }
-            SourceKind::GithubSecretScanning(g) => {
-                Source::Github(github::GithubSource::new(g.clone()))
-            }
-            SourceKind::GitlabSecretDetection(g) => {
-                Source::Gitlab(gitlab::GitlabSource::new(g.clone()))
-            }
-            SourceKind::Vault(v) => Source::Vault(vault::VaultSource::new(v.clone())),
-            SourceKind::Aws(a) => Source::Aws(aws::AwsSource::new(a.clone())),
+/// Run `f` over `items`, at most `limit` at a time, keeping their order.
+/// The first failure stops the others and is returned: a scope whose
+/// lookups fail is failed as a whole. The one bounded-concurrency helper
+/// of the API sources.
+pub async fn bounded<I, T, F, Fut>(limit: usize, items: Vec<I>, f: F) -> Result<Vec<T>, SourceError>
+where
+    I: Send + 'static,
+    T: Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = Result<T, SourceError>> + Send + 'static,
+{
+    let n = items.len();
+    let mut results: Vec<Option<T>> = (0..n).map(|_| None).collect();
+    // Dropping the set (on an early return) aborts what still runs.
+    let mut set = tokio::task::JoinSet::new();
+    let mut it = items.into_iter().enumerate();
+    loop {
+        while set.len() < limit.max(1) {
+            let Some((i, item)) = it.next() else { break };
+            let fut = f(item);
+            set.spawn(async move { (i, fut.await) });
         }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        let (i, r) = done
+            .map_err(|e| SourceError::new(ErrorReason::Io, format!("lookup task failed: {e}")))?;
+        results[i] = Some(r?);
+    }
+    results
+        .into_iter()
+        .map(|r| r.ok_or_else(|| SourceError::new(ErrorReason::Io, "lost task result")))
+        .collect()
+}
+
+/// An RFC 3339 time (surrounding white space ignored) as unix seconds.
+pub fn rfc3339(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bounded_keeps_order_limits_and_fails_fast() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let out = bounded(3, (0..20u64).collect(), |i| {
+            let (running, peak) = (running.clone(), peak.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20 - i)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(i * 2)
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, (0..20u64).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        let err = bounded(2, vec![1, 2, 3], |i| async move {
+            if i == 2 {
+                Err(SourceError::new(ErrorReason::Auth, "denied"))
+            } else {
+                Ok(i)
+            }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err.reason, ErrorReason::Auth);
     }
 
-    /// Poll once, sending observations as they are produced.
-    pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
-        match self {
-            Source::Gitleaks(s) => s.poll(ctx, out).await,
-            Source::Trufflehog(s) => s.poll(ctx, out).await,
-            Source::DetectSecrets(s) => s.poll(ctx, out).await,
-            Source::Github(s) => s.poll(ctx, out).await,
-            Source::Gitlab(s) => s.poll(ctx, out).await,
-            Source::Vault(s) => s.poll(ctx, out).await,
-            Source::Aws(s) => s.poll(ctx, out).await,
-        }
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(rfc3339(" 2026-01-01T00:00:00Z "), Some(1_767_225_600));
+        assert_eq!(rfc3339("2026-01-01T01:00:00+01:00"), Some(1_767_225_600));
+        assert_eq!(rfc3339("yesterday"), None);
     }
 }

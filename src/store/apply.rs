@@ -2,12 +2,15 @@
 //! finding transitions (new, reopened, closed, disappeared), exposure state
 //! (open, revoked, residual, closed-unverified) and the persisted counters.
 
-use super::{encode_labels, normalise_secret_type, StoreError, TIME_BUCKETS};
-use crate::sources::{
+use super::events::{
+    EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE, TIME_TO_REVOKE,
+};
+use super::{encode_labels, normalise_secret_type, StoreError};
+use crate::model::{
     ExposureKey, InventoryScan, ObservedCredential, ObservedFinding, Resolution, TargetScan,
     Validity,
 };
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
@@ -47,23 +50,6 @@ struct KnownCred {
     state: String,
 }
 
-#[derive(Default, Clone)]
-struct Hist {
-    buckets: [u64; TIME_BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
-
-impl Hist {
-    fn observe(&mut self, v: f64) {
-        if let Some(i) = TIME_BUCKETS.iter().position(|b| v <= *b) {
-            self.buckets[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-}
-
 struct Existing {
     id: i64,
     exposure_id: i64,
@@ -90,7 +76,8 @@ pub struct PollApplier<'c> {
     max_types: usize,
     types: HashMap<String, i64>,
     counters: HashMap<(&'static str, String), f64>,
-    hists: HashMap<(&'static str, String), Hist>,
+    /// Measured durations: (event, labels, whole seconds) → occurrences.
+    durations: HashMap<(&'static str, String, i64), u64>,
     /// New findings per secret_type label (hot path: no label encoding).
     detected: HashMap<String, u64>,
     /// Raw scanner rule id → normalised secret type.
@@ -131,7 +118,7 @@ impl<'c> PollApplier<'c> {
             max_types: max_secret_types,
             types,
             counters: HashMap::new(),
-            hists: HashMap::new(),
+            durations: HashMap::new(),
             detected: HashMap::new(),
             open_delta: HashMap::new(),
             normalised: HashMap::new(),
@@ -178,11 +165,13 @@ impl<'c> PollApplier<'c> {
             .or_default() += by;
     }
 
-    fn observe(&mut self, name: &'static str, labels: &[(&str, &str)], v: f64) {
-        self.hists
-            .entry((name, encode_labels(labels)))
-            .or_default()
-            .observe(v.max(0.0));
+    /// Record one occurrence of a measured duration (clamped at 0). The
+    /// store keeps the exact seconds; the KPIs bucket them.
+    fn observe(&mut self, event: &'static str, labels: &[(&str, &str)], seconds: i64) {
+        *self
+            .durations
+            .entry((event, encode_labels(labels), seconds.max(0)))
+            .or_default() += 1;
     }
 
     fn adjust_open(&mut self, secret_type: &str, validity: &str, d: i64) {
@@ -294,14 +283,14 @@ impl<'c> PollApplier<'c> {
         self.adjust_open(&e.secret_type, &e.validity, -1);
         let source = self.source.clone();
         self.count(
-            "nhi_findings_closed_total",
+            FINDING_CLOSED,
             &[("source", &source), ("resolution", resolution.as_str())],
             1.0,
         );
         self.observe(
-            "nhi_time_to_close_seconds",
+            TIME_TO_CLOSE,
             &[("source", &source)],
-            (closed_at - e.detected_at) as f64,
+            closed_at - e.detected_at,
         );
         self.stats.findings_closed += 1;
         Ok(())
@@ -483,15 +472,11 @@ impl<'c> PollApplier<'c> {
         if let (Some(r), Some(c)) = (f.closed.map(|c| c.0), closed_at) {
             let source = self.source.clone();
             self.count(
-                "nhi_findings_closed_total",
+                FINDING_CLOSED,
                 &[("source", &source), ("resolution", r.as_str())],
                 1.0,
             );
-            self.observe(
-                "nhi_time_to_close_seconds",
-                &[("source", &source)],
-                (c - detected_at) as f64,
-            );
+            self.observe(TIME_TO_CLOSE, &[("source", &source)], c - detected_at);
             self.stats.findings_closed += 1;
         }
         Ok(())
@@ -535,20 +520,16 @@ impl<'c> PollApplier<'c> {
         let validity = validity_of_rank(if is_open { open_rank } else { all_rank }.unwrap_or(0));
         let closed_at = if is_open { None } else { last_closed };
         let mut revoked = revoked_at;
-        let mut confirmed_by: Option<&str> = None;
+        let mut confirmed_by: Option<String> = None;
         if revoked.is_none() && validity == Validity::Inactive {
             let t = at.max(first_detected);
             revoked = Some(t);
-            confirmed_by = Some("validity_check");
-            self.count(
-                "nhi_exposures_revoked_total",
-                &[("confirmed_by", "validity_check")],
-                1.0,
-            );
+            confirmed_by = Some("validity_check".into());
+            self.count(EXPOSURE_REVOKED, &[("confirmed_by", "validity_check")], 1.0);
             self.observe(
-                "nhi_time_to_revoke_seconds",
+                TIME_TO_REVOKE,
                 &[("confirmed_by", "validity_check")],
-                (t - first_detected) as f64,
+                t - first_detected,
             );
             self.stats.exposures_revoked += 1;
         }
@@ -564,17 +545,13 @@ impl<'c> PollApplier<'c> {
                 } else if let Some((t, provider)) = linked.into_iter().flatten().max() {
                     let t = t.max(first_detected);
                     revoked = Some(t);
-                    confirmed_by = Some(provider);
-                    self.count(
-                        "nhi_exposures_revoked_total",
-                        &[("confirmed_by", provider)],
-                        1.0,
-                    );
+                    self.count(EXPOSURE_REVOKED, &[("confirmed_by", &provider)], 1.0);
                     self.observe(
-                        "nhi_time_to_revoke_seconds",
-                        &[("confirmed_by", provider)],
-                        (t - first_detected) as f64,
+                        TIME_TO_REVOKE,
+                        &[("confirmed_by", &provider)],
+                        t - first_detected,
                     );
+                    confirmed_by = Some(provider);
                     self.stats.exposures_revoked += 1;
                 }
             }
@@ -606,7 +583,7 @@ impl<'c> PollApplier<'c> {
         exposure_id: i64,
         first_detected: i64,
         at: i64,
-    ) -> Result<Vec<Option<(i64, &'static str)>>, StoreError> {
+    ) -> Result<Vec<Option<(i64, String)>>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT c.provider, c.kind, c.state, c.state_changed_at, c.last_rotated_at, c.expires_at,
                     EXISTS(SELECT 1 FROM credential_values v WHERE v.credential_id = c.id AND v.key = e.key),
@@ -619,15 +596,9 @@ impl<'c> PollApplier<'c> {
         let mut rows = stmt.query([exposure_id])?;
         let mut out = Vec::new();
         while let Some(r) = rows.next()? {
-            let provider: String = r.get(0)?;
-            let confirmed_by = match provider.as_str() {
-                "aws" => "aws",
-                "gcp" => "gcp",
-                "azure" => "azure",
-                "vault" => "vault",
-                "kubernetes" => "kubernetes",
-                _ => continue,
-            };
+            // The provider that shows the credential unusable confirms the
+            // revocation (`confirmed_by`); providers are a bounded set.
+            let confirmed_by: String = r.get(0)?;
             let kind: String = r.get(1)?;
             let state: String = r.get(2)?;
             let changed_at: i64 = r.get(3)?;
@@ -912,7 +883,7 @@ impl<'c> PollApplier<'c> {
         )?;
         for (label, n) in std::mem::take(&mut self.detected) {
             self.count(
-                "nhi_findings_detected_total",
+                FINDING_DETECTED,
                 &[("source", &source), ("secret_type", &label)],
                 n as f64,
             );
@@ -925,32 +896,13 @@ impl<'c> PollApplier<'c> {
                 )?
                 .execute(params![name, labels, by])?;
         }
-        for ((name, labels), h) in std::mem::take(&mut self.hists) {
-            let old: Option<(String, f64, i64)> = self
-                .tx
-                .query_row(
-                    "SELECT buckets, sum, count FROM histograms WHERE name = ?1 AND labels = ?2",
-                    params![name, labels],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
-            let mut merged = h;
-            if let Some((b, sum, count)) = old {
-                let old_b: Vec<u64> = serde_json::from_str(&b)
-                    .map_err(|e| StoreError::Data(format!("histogram {name}: {e}")))?;
-                for (m, o) in merged.buckets.iter_mut().zip(old_b) {
-                    *m += o;
-                }
-                merged.sum += sum;
-                merged.count += count as u64;
-            }
-            let buckets = serde_json::to_string(&merged.buckets.to_vec())
-                .map_err(|e| StoreError::Data(e.to_string()))?;
-            self.tx.execute(
-                "INSERT INTO histograms(name, labels, buckets, sum, count) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(name, labels) DO UPDATE SET buckets = excluded.buckets, sum = excluded.sum, count = excluded.count",
-                params![name, labels, buckets, merged.sum, merged.count as i64],
-            )?;
+        for ((event, labels, seconds), n) in std::mem::take(&mut self.durations) {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO durations(event, labels, seconds, n) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(event, labels, seconds) DO UPDATE SET n = n + excluded.n",
+                )?
+                .execute(params![event, labels, seconds, n as i64])?;
         }
         self.tx.execute(
             "INSERT INTO polls(source, first_success, last_success) VALUES (?1, ?2, ?2)

@@ -5,7 +5,7 @@ use super::tests::{apply, finding, scan};
 use super::*;
 use crate::config::{LabelsConfig, Policy};
 use crate::kpi;
-use crate::sources::{
+use crate::model::{
     CredentialRef, CredentialState, InventoryScan, ObservedCredential, ObservedIdentity,
 };
 
@@ -94,7 +94,7 @@ fn counter(s: &kpi::Snapshot, name: &str, by: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn leak_with_key(id: &str, secret: u8) -> crate::sources::ObservedFinding {
+fn leak_with_key(id: &str, secret: u8) -> crate::model::ObservedFinding {
     let mut f = finding(id, secret);
     f.links = vec![CredentialRef {
         provider: "aws",

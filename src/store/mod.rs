@@ -8,16 +8,35 @@ mod schema;
 pub use apply::{ApplyStats, PollApplier};
 pub use schema::SCHEMA_VERSION;
 
+/// The migrations, for tests that build an older store.
+#[cfg(test)]
+pub(crate) fn schema_migrations() -> &'static [(&'static str, Option<schema::MigrationStep>)] {
+    schema::MIGRATIONS
+}
+
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-/// Buckets (seconds) of `nhi_time_to_revoke_seconds` and `nhi_time_to_close_seconds`.
-pub const TIME_BUCKETS: [f64; 11] = [
-    300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0, 1209600.0, 2592000.0,
-    7776000.0,
-];
+/// What the store counts and measures. It persists these events, never
+/// metric names: the KPIs name them and choose the histogram buckets.
+pub mod events {
+    /// Counted in `counters`: a finding seen for the first time
+    /// (labels source, secret_type).
+    pub const FINDING_DETECTED: &str = "finding_detected";
+    /// Counted in `counters`: a finding closed (labels source, resolution).
+    pub const FINDING_CLOSED: &str = "finding_closed";
+    /// Counted in `counters`: an exposure confirmed unusable (label
+    /// confirmed_by).
+    pub const EXPOSURE_REVOKED: &str = "exposure_revoked";
+    /// Measured in `durations`: detection to closure of a finding (label
+    /// source).
+    pub const TIME_TO_CLOSE: &str = "time_to_close";
+    /// Measured in `durations`: first detection to confirmed revocation of
+    /// an exposure (label confirmed_by).
+    pub const TIME_TO_REVOKE: &str = "time_to_revoke";
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -149,9 +168,12 @@ impl Store {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(classify)?;
         let mut conn = conn;
-        for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (i, (sql, code)) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = conn.transaction()?;
             tx.execute_batch(sql)?;
+            if let Some(code) = code {
+                code(&tx)?;
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
             tracing::info!(version = i + 1, "store migrated");
@@ -237,12 +259,12 @@ impl Store {
         source: &str,
     ) -> Result<
         (
-            Vec<crate::sources::KnownCredential>,
+            Vec<crate::model::KnownCredential>,
             std::collections::HashSet<String>,
         ),
         StoreError,
     > {
-        use crate::sources::{CredentialState, KnownCredential};
+        use crate::model::{CredentialState, KnownCredential};
         let conn = self.reader()?;
         let mut stmt = conn.prepare(
             "SELECT scope, kind, ext_id, identity, created_at, state FROM credentials

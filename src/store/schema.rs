@@ -2,10 +2,17 @@
 //! each migration runs in its own transaction. A store written by a newer
 //! build stops start-up instead of being touched.
 
+use super::StoreError;
+use rusqlite::{params, Transaction};
+
+/// A migration's data step, run in its transaction after its SQL.
+pub type MigrationStep = fn(&Transaction) -> Result<(), StoreError>;
+
 /// Migrations, in order; migration `i` brings the schema to version `i + 1`.
-pub const MIGRATIONS: &[&str] = &[
+pub const MIGRATIONS: &[(&str, Option<MigrationStep>)] = &[
     // v1: scanner findings, exposures, persisted counters and history.
-    r#"
+    (
+        r#"
 CREATE TABLE meta(
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -126,8 +133,11 @@ CREATE TABLE polls(
     last_success  INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+        None,
+    ),
     // v2: identity and credential inventories (vault, aws), value links.
-    r#"
+    (
+        r#"
 -- Principals of a provider, as the latest complete inventory of their
 -- scope reported them. Names are kept here, never a label.
 CREATE TABLE identities(
@@ -193,6 +203,97 @@ CREATE TABLE teams(
     rank INTEGER NOT NULL UNIQUE
 ) WITHOUT ROWID;
 "#,
+        None,
+    ),
+    // v3: events instead of metric names. Counters are keyed by event;
+    // histograms become exact durations that the KPIs bucket, so a changed
+    // bucket layout needs no migration of its own.
+    (
+        r#"
+-- Measured durations (time to close, time to revoke): occurrences per
+-- whole number of seconds, per event and labels.
+CREATE TABLE durations(
+    event   TEXT NOT NULL,
+    labels  TEXT NOT NULL,
+    seconds INTEGER NOT NULL,
+    n       INTEGER NOT NULL,
+    PRIMARY KEY(event, labels, seconds)
+) WITHOUT ROWID;
+-- What the sums of durations migrated from v2 bucket counts lack: v2 kept
+-- only each bucket's count and the exact sum.
+CREATE TABLE duration_sum_adjust(
+    event   TEXT NOT NULL,
+    labels  TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    PRIMARY KEY(event, labels)
+) WITHOUT ROWID;
+UPDATE counters SET name = 'finding_detected' WHERE name = 'nhi_findings_detected_total';
+UPDATE counters SET name = 'finding_closed' WHERE name = 'nhi_findings_closed_total';
+UPDATE counters SET name = 'exposure_revoked' WHERE name = 'nhi_exposures_revoked_total';
+"#,
+        Some(histograms_to_durations),
+    ),
 ];
+
+/// The bucket bounds (seconds) the v2 schema stored histograms with.
+const V2_BUCKETS: [i64; 11] = [
+    300, 900, 3600, 14400, 43200, 86400, 259200, 604800, 1209600, 2592000, 7776000,
+];
+
+/// v3 data step: each v2 bucket count becomes that many durations at the
+/// bucket's upper bound (overflow one second past the last bound), so every
+/// v2 bucket keeps its exact count, and the difference to the exact v2 sum
+/// is kept in `duration_sum_adjust`. Then the v2 table goes.
+fn histograms_to_durations(tx: &Transaction) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, String, f64, i64)> = {
+        let mut stmt = tx.prepare("SELECT name, labels, buckets, sum, count FROM histograms")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (name, labels, buckets, sum, count) in rows {
+        let event = match name.as_str() {
+            "nhi_time_to_close_seconds" => super::events::TIME_TO_CLOSE,
+            "nhi_time_to_revoke_seconds" => super::events::TIME_TO_REVOKE,
+            other => {
+                return Err(StoreError::Data(format!(
+                    "v2 histogram {other:?} is not one this build knows"
+                )))
+            }
+        };
+        let buckets: Vec<i64> = serde_json::from_str(&buckets)
+            .map_err(|e| StoreError::Data(format!("v2 histogram {name}: {e}")))?;
+        if buckets.len() != V2_BUCKETS.len() {
+            return Err(StoreError::Data(format!(
+                "v2 histogram {name} has {} buckets, not {}",
+                buckets.len(),
+                V2_BUCKETS.len()
+            )));
+        }
+        let overflow = count - buckets.iter().sum::<i64>();
+        let last = V2_BUCKETS[V2_BUCKETS.len() - 1] + 1;
+        let mut placed = 0f64;
+        let entries = V2_BUCKETS
+            .iter()
+            .copied()
+            .zip(buckets)
+            .chain(std::iter::once((last, overflow)));
+        for (seconds, n) in entries.filter(|(_, n)| *n > 0) {
+            tx.execute(
+                "INSERT INTO durations(event, labels, seconds, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(event, labels, seconds) DO UPDATE SET n = n + excluded.n",
+                params![event, labels, seconds, n],
+            )?;
+            placed += (seconds * n) as f64;
+        }
+        tx.execute(
+            "INSERT INTO duration_sum_adjust(event, labels, seconds) VALUES (?1, ?2, ?3)",
+            params![event, labels, sum - placed],
+        )?;
+    }
+    tx.execute_batch("DROP TABLE histograms;")?;
+    Ok(())
+}
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

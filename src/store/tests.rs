@@ -1,5 +1,5 @@
 use super::*;
-use crate::sources::{
+use crate::model::{
     CredentialRef, ExposureKey, Location, ObservedFinding, Resolution, TargetScan, Validity,
 };
 use rusqlite::Connection;
@@ -113,7 +113,7 @@ fn lifecycle_open_disappeared_reopened() {
     assert_eq!(
         counter(
             &r,
-            "nhi_findings_detected_total",
+            events::FINDING_DETECTED,
             &[("source", "gl"), ("secret_type", "generic_api_key")]
         ),
         2.0
@@ -138,21 +138,21 @@ fn lifecycle_open_disappeared_reopened() {
     assert_eq!(
         counter(
             &r,
-            "nhi_findings_closed_total",
+            events::FINDING_CLOSED,
             &[("source", "gl"), ("resolution", "disappeared")]
         ),
         1.0
     );
-    let (buckets, sum, count): (String, f64, i64) = r
+    // The exact duration is kept; the KPIs bucket it.
+    let (seconds, n): (i64, i64) = r
         .query_row(
-            "SELECT buckets, sum, count FROM histograms WHERE name = 'nhi_time_to_close_seconds'",
+            "SELECT seconds, n FROM durations WHERE event = 'time_to_close'",
             [],
-            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)),
+            |x| Ok((x.get(0)?, x.get(1)?)),
         )
         .unwrap();
-    assert_eq!((sum, count), (600.0, 1));
-    assert_eq!(buckets, "[0,1,0,0,0,0,0,0,0,0,0]"); // 600s falls in le=900
-                                                    // Closed with nothing to confirm: closed-unverified, neither residual nor revoked.
+    assert_eq!((seconds, n), (600, 1));
+    // Closed with nothing to confirm: closed-unverified, neither residual nor revoked.
     assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures WHERE open_findings = 0 AND closed_at = 1600 AND residual = 0 AND revoked_at IS NULL"), 1);
 
     // Back again: reopened, not detected twice.
@@ -173,7 +173,7 @@ fn lifecycle_open_disappeared_reopened() {
     assert_eq!(
         counter(
             &r,
-            "nhi_findings_detected_total",
+            events::FINDING_DETECTED,
             &[("source", "gl"), ("secret_type", "generic_api_key")]
         ),
         2.0
@@ -240,7 +240,7 @@ fn uncommitted_poll_changes_nothing() {
     assert_eq!(
         q(
             &r,
-            "SELECT COUNT(*) FROM counters WHERE name = 'nhi_findings_closed_total'"
+            "SELECT COUNT(*) FROM counters WHERE name = 'finding_closed'"
         ),
         0
     );
@@ -297,19 +297,19 @@ fn validity_live_then_closed_is_residual_and_inactive_is_revoked() {
     assert_eq!(
         counter(
             &r,
-            "nhi_exposures_revoked_total",
+            events::EXPOSURE_REVOKED,
             &[("confirmed_by", "validity_check")]
         ),
         1.0
     );
-    let (sum, count): (f64, i64) = r
+    let (seconds, n): (i64, i64) = r
         .query_row(
-            "SELECT sum, count FROM histograms WHERE name = 'nhi_time_to_revoke_seconds'",
+            "SELECT seconds, n FROM durations WHERE event = 'time_to_revoke'",
             [],
             |x| Ok((x.get(0)?, x.get(1)?)),
         )
         .unwrap();
-    assert_eq!((sum, count), (1000.0, 1));
+    assert_eq!((seconds, n), (1000, 1));
     // Revocation is counted once per exposure.
     let mut dead2 = other.clone();
     dead2.validity = Validity::Inactive;
@@ -317,7 +317,7 @@ fn validity_live_then_closed_is_residual_and_inactive_is_revoked() {
     assert_eq!(
         counter(
             &r,
-            "nhi_exposures_revoked_total",
+            events::EXPOSURE_REVOKED,
             &[("confirmed_by", "validity_check")]
         ),
         1.0
@@ -373,7 +373,7 @@ fn secret_types_are_capped_in_first_seen_order() {
         assert_eq!(
             counter(
                 &r,
-                "nhi_findings_detected_total",
+                events::FINDING_DETECTED,
                 &[("source", "gl"), ("secret_type", t)]
             ),
             n,
@@ -397,7 +397,7 @@ fn counters_survive_a_restart() {
     assert_eq!(
         counter(
             &r,
-            "nhi_findings_closed_total",
+            events::FINDING_CLOSED,
             &[("source", "gl"), ("resolution", "disappeared")]
         ),
         2.0
@@ -405,7 +405,7 @@ fn counters_survive_a_restart() {
     assert_eq!(
         q(
             &r,
-            "SELECT count FROM histograms WHERE name = 'nhi_time_to_close_seconds'"
+            "SELECT SUM(n) FROM durations WHERE event = 'time_to_close'"
         ),
         2
     );

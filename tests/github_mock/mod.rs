@@ -36,7 +36,11 @@ pub struct State {
     pub hidden: HashSet<String>,
     pub faults: VecDeque<Fault>,
     pub requests: u64,
+    /// Requests answered so far (after `delay`).
+    pub answered: u64,
     pub not_modified: u64,
+    /// How long the server takes to answer each request (a slow upstream).
+    pub delay: std::time::Duration,
     pub paths: Vec<String>,
 }
 
@@ -67,7 +71,15 @@ impl Mock {
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let st = st.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(&st, req)) }
+                            async move {
+                                let delay = st.lock().unwrap().delay;
+                                if !delay.is_zero() {
+                                    tokio::time::sleep(delay).await;
+                                }
+                                let r = handle(&st, req);
+                                st.lock().unwrap().answered += 1;
+                                Ok::<_, std::convert::Infallible>(r)
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -54,20 +54,50 @@
 //! timeouts → `timeout`. Messages carry the operation, the error code and
 //! AWS's message, never credentials.
 
+mod config;
+#[cfg(test)]
+mod config_tests;
 pub mod iam;
 pub mod report;
 pub mod secrets;
 
-use super::{
-    ErrorReason, InventoryScan, ObservationItem, ObservationSender, PollContext, SourceError,
-};
-use crate::config::{AwsConfig, AwsService};
+pub use config::{AwsConfig, AwsService};
+
+use super::registry::Registration;
+use super::{ObservationSender, PollContext, PollFuture, Source};
+use crate::model::InventoryKinds;
+use crate::model::{ErrorReason, InventoryScan, ObservationItem, SourceError};
 use aws_config::BehaviorVersion;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use std::sync::{Arc, Mutex};
 
 pub const PROVIDER: &str = "aws";
+pub const TYPE_NAME: &str = "aws";
+
+/// What an `aws` source inventories.
+pub const INVENTORY: InventoryKinds = InventoryKinds {
+    provider: PROVIDER,
+    identity_kinds: &["user", "role"],
+    credential_kinds: &["access_key", "secret"],
+};
+
+pub const REGISTRATION: Registration = Registration {
+    ty: super::registry::SourceType {
+        name: TYPE_NAME,
+        parse: config::parse,
+    },
+    build: |spec| {
+        let cfg = Registration::settings::<AwsConfig>(spec)?;
+        Ok(Arc::new(AwsSource::new(cfg.clone())))
+    },
+};
+
+impl Source for AwsSource {
+    fn poll<'a>(&'a self, ctx: PollContext, out: ObservationSender) -> PollFuture<'a> {
+        Box::pin(AwsSource::poll(self, ctx, out))
+    }
+}
 
 #[derive(Clone)]
 struct Clients {

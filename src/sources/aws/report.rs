@@ -42,9 +42,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
     if s.is_empty() || !s.as_bytes()[0].is_ascii_digit() {
         return None;
     }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+    crate::sources::rfc3339(s)
 }
 
 fn parse_bool(s: &str) -> bool {

@@ -1,9 +1,7 @@
 //! The `secretsmanager/{region}` scopes: `ListSecrets` of one region.
 
 use super::{sdk_error, PROVIDER};
-use crate::sources::{
-    CredentialState, ErrorReason, InventoryScan, ObservedCredential, SourceError,
-};
+use crate::model::{CredentialState, ErrorReason, InventoryScan, ObservedCredential, SourceError};
 use aws_sdk_secretsmanager::types::SecretListEntry;
 
 /// One `ListSecrets` entry as a credential (`None` without an ARN). The

@@ -1,5 +1,5 @@
 use super::*;
-use crate::sources::{CredentialRef, ExposureKey, Validity};
+use crate::model::{CredentialRef, ExposureKey, Validity};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -132,7 +132,7 @@ fn same_raw_as_gitleaks_secret_is_one_exposure() {
         &h,
     )
     .unwrap();
-    let gl = crate::sources::gitleaks::parse_slice(
+    let gl = crate::sources::reports::gitleaks::parse_slice(
         br#"[{"RuleID":"aws-access-token","Secret":"AKIAIOSFODNN7EXAMPLE","File":"x","StartLine":1}]"#,
         "g",
         &h,

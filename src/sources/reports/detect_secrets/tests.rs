@@ -1,5 +1,5 @@
 use super::*;
-use crate::sources::{ExposureKey, Resolution, Validity};
+use crate::model::{ExposureKey, Resolution, Validity};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {

@@ -24,37 +24,15 @@
 //! kept: the first two are hashed and dropped, the others not even read.
 
 use super::files::{
-    self, aws_key_ids, check_utf8, json_error_kind, repository_from_link, repository_from_url,
-    strip_bom, ParseError,
+    aws_key_ids, check_utf8, json_error_kind, repository_from_link, repository_from_url, strip_bom,
+    ParseError,
 };
-use super::{
-    ExposureKey, Location, ObservationSender, ObservedFinding, PollContext, SourceError, Validity,
-};
-use crate::config::TrufflehogConfig;
 use crate::hashing::SecretHasher;
+use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Debug, Clone)]
-pub struct TrufflehogSource {
-    cfg: TrufflehogConfig,
-}
-
-impl TrufflehogSource {
-    pub fn new(cfg: TrufflehogConfig) -> Self {
-        Self { cfg }
-    }
-
-    pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
-        let cfg = self.cfg.clone();
-        files::spawn_poll(move || {
-            files::poll_files(&cfg.paths, cfg.max_file_size, parse_slice, &ctx, &out)
-        })
-        .await
-    }
-}
 
 /// One trufflehog result; only the fields we use. Unknown fields (and the
 /// ones deliberately left out: `Redacted`, `ExtraData`, ...) are skipped
@@ -148,9 +126,7 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
             return Some(t.unix_timestamp());
         }
     }
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+    crate::sources::rfc3339(s)
 }
 
 fn line_error(n: usize, e: &serde_json::Error) -> ParseError {

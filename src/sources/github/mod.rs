@@ -18,13 +18,21 @@
 //!   unknown. A `revoked` resolution is a claim: it confirms a revocation
 //!   only through validity `inactive` (`confirmed_by="validity_check"`).
 
+mod config;
+#[cfg(test)]
+mod config_tests;
+
+pub use config::{GithubConfig, GithubScope};
+
 use super::http::{self, HttpClient};
-use super::{
-    ErrorReason, ExposureKey, Location, ObservationSender, ObservedFinding, PollContext,
-    Resolution, SourceError, TargetScan, Validity,
-};
-use crate::config::{GithubConfig, GithubScope};
+use super::registry::Registration;
+use super::{ObservationSender, PollContext};
+use super::{PollFuture, Source};
 use crate::hashing::SecretHasher;
+use crate::model::{
+    ErrorReason, ExposureKey, Location, ObservedFinding, Resolution, SourceError, TargetScan,
+    Validity,
+};
 use reqwest::Method;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -47,12 +55,15 @@ struct CachedPage {
 }
 
 impl GithubSource {
-    pub fn new(cfg: GithubConfig) -> Self {
-        Self {
+    /// The source with its HTTP client (and CA file) built.
+    pub fn new(cfg: GithubConfig) -> Result<Self, String> {
+        let client =
+            HttpClient::new(cfg.ca_file.as_deref()).map_err(|e| format!("ca_file: {e}"))?;
+        Ok(Self {
             cfg,
-            client: Arc::new(Mutex::new(None)),
+            client: Arc::new(Mutex::new(Some(client))),
             pages: Arc::new(Mutex::new(HashMap::new())),
-        }
+        })
     }
 
     fn client(&self) -> Result<HttpClient, SourceError> {
@@ -107,7 +118,7 @@ impl GithubSource {
             let outcome = self
                 .fetch_target(&client, &headers, &target, &first_url, &ctx)
                 .await;
-            let item = super::target_item(target, outcome)?;
+            let item = crate::model::target_item(target, outcome)?;
             out.send(item)
                 .await
                 .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;
@@ -285,7 +296,7 @@ pub fn parse_alerts(
         let (exposure, links) = match secret.as_deref() {
             Some(s) => (
                 ExposureKey::Secret(hasher.hash(s.as_bytes())),
-                super::files::aws_key_ids(&[Some(s)]),
+                super::reports::files::aws_key_ids(&[Some(s)]),
             ),
             None => (ExposureKey::ScannerId, Vec::new()),
         };
@@ -294,9 +305,7 @@ pub fn parse_alerts(
             "open" => None,
             _ => Some((
                 resolution(a.resolution.as_deref()),
-                a.resolved_at
-                    .as_deref()
-                    .and_then(super::gitleaks::parse_rfc3339),
+                a.resolved_at.as_deref().and_then(super::rfc3339),
             )),
         };
         let validity = match a.validity.as_deref() {
@@ -315,10 +324,7 @@ pub fn parse_alerts(
                 line: loc.as_ref().and_then(|l| l.start_line),
                 commit: loc.and_then(|l| l.commit_sha),
             },
-            detected_at: a
-                .created_at
-                .as_deref()
-                .and_then(super::gitleaks::parse_rfc3339),
+            detected_at: a.created_at.as_deref().and_then(super::rfc3339),
             committed_at: None,
             closed,
             validity,
@@ -326,6 +332,25 @@ pub fn parse_alerts(
         });
     }
     Ok(out)
+}
+
+pub const TYPE_NAME: &str = "github_secret_scanning";
+
+pub const REGISTRATION: Registration = Registration {
+    ty: super::registry::SourceType {
+        name: TYPE_NAME,
+        parse: config::parse,
+    },
+    build: |spec| {
+        let cfg = Registration::settings::<GithubConfig>(spec)?;
+        Ok(Arc::new(GithubSource::new(cfg.clone())?))
+    },
+};
+
+impl Source for GithubSource {
+    fn poll<'a>(&'a self, ctx: PollContext, out: ObservationSender) -> PollFuture<'a> {
+        Box::pin(GithubSource::poll(self, ctx, out))
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::sources::{ExposureKey, Validity};
+use crate::model::{ExposureKey, Validity};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {

@@ -6,11 +6,11 @@
 //! Each file is the latest scan of one target. A source supplies a pure
 //! parser of a file's bytes; everything touching the file system is here.
 
-use super::{
-    CredentialRef, ErrorReason, ObservationItem, ObservationSender, ObservedFinding, PollContext,
-    SourceError, TargetScan,
-};
 use crate::hashing::SecretHasher;
+use crate::model::{
+    CredentialRef, ErrorReason, ObservationItem, ObservedFinding, SourceError, TargetScan,
+};
+use crate::sources::{ObservationSender, PollContext};
 use regex::Regex;
 use std::collections::BTreeSet;
 use std::fmt;
@@ -94,17 +94,14 @@ pub fn check_utf8(data: &[u8]) -> Result<(), ParseError> {
     }
 }
 
-/// Run a blocking poll on the blocking pool.
-pub async fn spawn_poll<F>(f: F) -> Result<(), SourceError>
+/// Run a blocking poll on a low-priority background thread.
+pub async fn spawn_poll<F>(name: &str, f: F) -> Result<(), SourceError>
 where
     F: FnOnce() -> Result<(), SourceError> + Send + 'static,
 {
-    tokio::task::spawn_blocking(move || {
-        let _background = super::runner::BackgroundPriority::enter();
-        f()
-    })
-    .await
-    .map_err(|e| SourceError::new(ErrorReason::Io, format!("poll task failed: {e}")))?
+    crate::util::spawn_background(name, f)
+        .await
+        .unwrap_or_else(|| Err(SourceError::new(ErrorReason::Io, "poll thread failed")))
 }
 
 /// A stable marker of a file's content version without reading it.
@@ -296,7 +293,6 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
     use std::sync::Arc;
-    use tokio::sync::mpsc;
 
     fn ctx(known: HashMap<String, String>) -> PollContext {
         PollContext {
@@ -353,17 +349,10 @@ mod tests {
         std::fs::write(dir.path().join("c.txt"), b"").unwrap();
         std::fs::create_dir(dir.path().join("d.jsonl")).unwrap();
         let pattern = format!("{}/*.jsonl", dir.path().display());
-        let (tx, mut rx) = mpsc::channel(16);
-        poll_files(
-            &[pattern],
-            100,
-            count_bytes,
-            &ctx(HashMap::new()),
-            &ObservationSender::new(tx),
-        )
-        .unwrap();
+        let (tx, mut rx) = ObservationSender::channel(16);
+        poll_files(&[pattern], 100, count_bytes, &ctx(HashMap::new()), &tx).unwrap();
         let mut got = Vec::new();
-        while let Ok(super::super::ApplyMsg::Item(item)) = rx.try_recv() {
+        while let Ok(item) = rx.try_recv() {
             got.push(match item {
                 ObservationItem::Target(s) => format!("ok {}", s.target),
                 ObservationItem::TargetFailed { target, error } => {

@@ -17,35 +17,12 @@
 //!   `false_positive`; `true` or absent → open.
 //! - Repository: the name of the directory holding the baseline.
 
-use super::files::{self, check_utf8, json_error, strip_bom, ParseError};
-use super::{
-    ExposureKey, Location, ObservationSender, ObservedFinding, PollContext, Resolution,
-    SourceError, Validity,
-};
-use crate::config::DetectSecretsConfig;
+use super::files::{check_utf8, json_error, strip_bom, ParseError};
 use crate::hashing::SecretHasher;
+use crate::model::{ExposureKey, Location, ObservedFinding, Resolution, Validity};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Debug, Clone)]
-pub struct DetectSecretsSource {
-    cfg: DetectSecretsConfig,
-}
-
-impl DetectSecretsSource {
-    pub fn new(cfg: DetectSecretsConfig) -> Self {
-        Self { cfg }
-    }
-
-    pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
-        let cfg = self.cfg.clone();
-        files::spawn_poll(move || {
-            files::poll_files(&cfg.paths, cfg.max_file_size, parse_slice, &ctx, &out)
-        })
-        .await
-    }
-}
 
 /// The parts of a baseline we use; `version`, `plugins_used`,
 /// `filters_used`, `generated_at` and unknown keys are ignored.

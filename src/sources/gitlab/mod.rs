@@ -33,12 +33,20 @@
 //!   without `findingTokenStatus` (the field is dropped, validity unknown)
 //!   and a query complexity limit (the page size is halved, down to 10).
 
+mod config;
+#[cfg(test)]
+mod config_tests;
+
+pub use config::{GitlabConfig, GitlabScope};
+
 use super::http::{self, HttpClient};
-use super::{
-    ErrorReason, ExposureKey, Location, ObservationSender, ObservedFinding, PollContext,
-    Resolution, SourceError, TargetScan, Validity,
+use super::registry::Registration;
+use super::{ObservationSender, PollContext};
+use super::{PollFuture, Source};
+use crate::model::{
+    ErrorReason, ExposureKey, Location, ObservedFinding, Resolution, SourceError, TargetScan,
+    Validity,
 };
-use crate::config::{GitlabConfig, GitlabScope};
 use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
@@ -70,15 +78,18 @@ struct Tuning {
 }
 
 impl GitlabSource {
-    pub fn new(cfg: GitlabConfig) -> Self {
-        Self {
+    /// The source with its HTTP client (and CA file) built.
+    pub fn new(cfg: GitlabConfig) -> Result<Self, String> {
+        let client =
+            HttpClient::new(cfg.ca_file.as_deref()).map_err(|e| format!("ca_file: {e}"))?;
+        Ok(Self {
             cfg,
-            client: Arc::new(Mutex::new(None)),
+            client: Arc::new(Mutex::new(Some(client))),
             tuning: Arc::new(Mutex::new(Tuning {
                 page_size: PAGE_SIZE,
                 token_status: true,
             })),
-        }
+        })
     }
 
     fn client(&self) -> Result<HttpClient, SourceError> {
@@ -121,7 +132,7 @@ impl GitlabSource {
         let outcome = self
             .fetch_target(&client, &headers, &target, field, path, &ctx)
             .await;
-        let item = super::target_item(target, outcome)?;
+        let item = crate::model::target_item(target, outcome)?;
         out.send(item)
             .await
             .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;
@@ -466,7 +477,7 @@ pub fn dismissal(reason: Option<&str>) -> Resolution {
 }
 
 fn time(s: Option<&str>) -> Option<i64> {
-    s.and_then(super::gitleaks::parse_rfc3339)
+    s.and_then(super::rfc3339)
 }
 
 /// Parse one GraphQL response of the query for `field`. `repo_fallback`
@@ -622,6 +633,25 @@ fn finding(n: Node, repo_fallback: Option<&str>) -> ObservedFinding {
         closed,
         validity,
         links: Vec::new(),
+    }
+}
+
+pub const TYPE_NAME: &str = "gitlab_secret_detection";
+
+pub const REGISTRATION: Registration = Registration {
+    ty: super::registry::SourceType {
+        name: TYPE_NAME,
+        parse: config::parse,
+    },
+    build: |spec| {
+        let cfg = Registration::settings::<GitlabConfig>(spec)?;
+        Ok(Arc::new(GitlabSource::new(cfg.clone())?))
+    },
+};
+
+impl Source for GitlabSource {
+    fn poll<'a>(&'a self, ctx: PollContext, out: ObservationSender) -> PollFuture<'a> {
+        Box::pin(GitlabSource::poll(self, ctx, out))
     }
 }
 

@@ -6,39 +6,17 @@
 //! apart from parsing ([`parse_slice`]), which is pure and
 //! tested on fixtures.
 
-use super::files::{self, json_error, repository_from_link};
 pub use super::files::{aws_key_ids, ParseError};
-use super::{
-    ExposureKey, Location, ObservationSender, ObservedFinding, PollContext, SourceError, Validity,
-};
-use crate::config::GitleaksConfig;
+use super::files::{json_error, repository_from_link};
 use crate::hashing::SecretHasher;
+use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
 use serde::de::{SeqAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
 use std::path::Path;
 // Names the unit tests (`use super::*`) rely on.
 #[cfg(test)]
-use super::CredentialRef;
-
-#[derive(Debug, Clone)]
-pub struct GitleaksSource {
-    cfg: GitleaksConfig,
-}
-
-impl GitleaksSource {
-    pub fn new(cfg: GitleaksConfig) -> Self {
-        Self { cfg }
-    }
-
-    pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
-        let cfg = self.cfg.clone();
-        files::spawn_poll(move || {
-            files::poll_files(&cfg.paths, cfg.max_file_size, parse_slice, &ctx, &out)
-        })
-        .await
-    }
-}
+use crate::model::CredentialRef;
 
 /// Parse one gitleaks report held in memory (the fast path: serde_json
 /// parses a slice several times faster than a reader).
@@ -179,13 +157,6 @@ fn is_redacted(secret: &str) -> bool {
     secret.is_empty() || secret == "REDACTED" || secret.ends_with("...")
 }
 
-/// RFC 3339 to unix seconds.
-pub fn parse_rfc3339(s: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
-
 struct Converter<'a> {
     hasher: &'a SecretHasher,
     repo_fallback: Option<String>,
@@ -251,7 +222,7 @@ impl<'a> Converter<'a> {
                 commit,
             },
             detected_at: None,
-            committed_at: date.as_deref().and_then(parse_rfc3339),
+            committed_at: date.as_deref().and_then(crate::sources::rfc3339),
             closed: None,
             validity: Validity::Unknown,
             links,

@@ -1,0 +1,208 @@
+//! The `policy` and `labels` sections: thresholds, windows, the privileged
+//! roles per provider, and the opt-in labels.
+
+use super::yaml::{positive, Issues};
+use super::{format_duration, Dur};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub max_credential_age: Duration,
+    pub unused_after: Duration,
+    /// `None`: 3 x each source's interval.
+    pub stale_after: Option<Duration>,
+    pub team_tag: String,
+    pub windows: Vec<Window>,
+    pub max_secret_types: usize,
+    pub privileged: Privileged,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        default_policy()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Privileged {
+    pub aws_policies: Vec<String>,
+    pub vault_policies: Vec<String>,
+}
+
+/// A KPI window, with the label value it is exported under (`7d`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub duration: Duration,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelsConfig {
+    pub team_enabled: bool,
+    pub team_max_values: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicy {
+    max_credential_age: Option<Dur>,
+    unused_after: Option<Dur>,
+    stale_after: Option<Dur>,
+    team_tag: Option<String>,
+    windows: Option<Vec<Dur>>,
+    max_secret_types: Option<i64>,
+    #[serde(default)]
+    privileged: RawPrivileged,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPrivileged {
+    aws_policies: Option<Vec<String>>,
+    vault_policies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLabels {
+    #[serde(default)]
+    team: RawTeam,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTeam {
+    enabled: Option<bool>,
+    max_values: Option<i64>,
+}
+
+pub const DEFAULT_AWS_PRIVILEGED: [&str; 3] = [
+    "arn:aws:iam::aws:policy/AdministratorAccess",
+    "arn:aws:iam::aws:policy/IAMFullAccess",
+    "arn:aws:iam::aws:policy/PowerUserAccess",
+];
+
+/// The policy of a config that sets none.
+pub(crate) fn default_policy() -> Policy {
+    validate_policy(RawPolicy::default(), &mut Issues::default())
+}
+
+pub(crate) fn validate_policy(p: RawPolicy, issues: &mut Issues) -> Policy {
+    let day = Duration::from_secs(86_400);
+    let max_credential_age = positive(
+        p.max_credential_age,
+        day * 90,
+        "policy.max_credential_age",
+        issues,
+    );
+    let unused_after = positive(p.unused_after, day * 90, "policy.unused_after", issues);
+    let stale_after = p.stale_after.map(|d| d.0);
+    if stale_after.is_some_and(|d| d.is_zero()) {
+        issues.push(
+            "policy.stale_after",
+            "must be greater than 0 (or left out for 3 x each source's interval)",
+        );
+    }
+    let team_tag = p.team_tag.unwrap_or_else(|| "team".into());
+    if team_tag.trim().is_empty() {
+        issues.push("policy.team_tag", "must not be empty");
+    }
+    let raw_windows = p
+        .windows
+        .map(|w| w.into_iter().map(|d| d.0).collect::<Vec<_>>())
+        .unwrap_or_else(|| vec![day * 7, day * 30, day * 90]);
+    if raw_windows.is_empty() {
+        issues.push(
+            "policy.windows",
+            "must list at least one window, e.g. [7d, 30d, 90d]",
+        );
+    }
+    let mut windows = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, d) in raw_windows.into_iter().enumerate() {
+        if d < Duration::from_secs(60) {
+            issues.push(format!("policy.windows[{i}]"), "must be at least 1m");
+            continue;
+        }
+        let label = format_duration(d);
+        if !seen.insert(label.clone()) {
+            issues.push(
+                format!("policy.windows[{i}]"),
+                format!("duplicate window {label}"),
+            );
+            continue;
+        }
+        windows.push(Window { duration: d, label });
+    }
+    let max_secret_types = match p.max_secret_types {
+        None => 100,
+        Some(n) if (1..=10_000).contains(&n) => n as usize,
+        Some(n) => {
+            issues.push(
+                "policy.max_secret_types",
+                format!("must be between 1 and 10000, got {n}"),
+            );
+            100
+        }
+    };
+    let aws_policies = p.privileged.aws_policies.unwrap_or_else(|| {
+        DEFAULT_AWS_PRIVILEGED
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    for (i, a) in aws_policies.iter().enumerate() {
+        if !a.starts_with("arn:") {
+            issues.push(
+                format!("policy.privileged.aws_policies[{i}]"),
+                format!(
+                    "{a:?} is not a policy ARN (e.g. arn:aws:iam::aws:policy/AdministratorAccess)"
+                ),
+            );
+        }
+    }
+    let vault_policies = p
+        .privileged
+        .vault_policies
+        .unwrap_or_else(|| vec!["root".into()]);
+    for (i, v) in vault_policies.iter().enumerate() {
+        if v.trim().is_empty() {
+            issues.push(
+                format!("policy.privileged.vault_policies[{i}]"),
+                "must not be empty",
+            );
+        }
+    }
+    Policy {
+        max_credential_age,
+        unused_after,
+        stale_after,
+        team_tag,
+        windows,
+        max_secret_types,
+        privileged: Privileged {
+            aws_policies,
+            vault_policies,
+        },
+    }
+}
+
+pub(crate) fn validate_labels(l: RawLabels, issues: &mut Issues) -> LabelsConfig {
+    let max = match l.team.max_values {
+        None => 50,
+        Some(n) if (1..=1_000).contains(&n) => n as usize,
+        Some(n) => {
+            issues.push(
+                "labels.team.max_values",
+                format!("must be between 1 and 1000, got {n}"),
+            );
+            50
+        }
+    };
+    LabelsConfig {
+        team_enabled: l.team.enabled.unwrap_or(false),
+        team_max_values: max,
+    }
+}

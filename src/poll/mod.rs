@@ -1,0 +1,117 @@
+//! The poll pipeline, above sources and the store: one supervised task per
+//! source (interval with jitter, backoff, deadline), and the apply of each
+//! successful poll in one transaction. It never holds the store while an
+//! upstream is being read (see [`crate::sources::Fetch`]). It reports each
+//! poll's outcome to its [`PollHost`] and knows nothing of HTTP or
+//! Prometheus.
+
+mod pipeline;
+
+pub use pipeline::poll_once;
+
+use crate::config::{Policy, SourceConfig};
+use crate::hashing::SecretHasher;
+use crate::model::SourceError;
+use crate::sources::Source;
+use crate::store::{ApplyStats, Store};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What the pipeline needs from the daemon: the store, the hash key, the
+/// policy in force, and where to report each poll.
+pub trait PollHost: Send + Sync + 'static {
+    fn store(&self) -> Arc<Store>;
+    fn hasher(&self) -> Arc<SecretHasher>;
+    fn policy(&self) -> Arc<Policy>;
+    /// A poll ended (applied or not): record its health, refresh the KPIs.
+    fn polled(&self, cfg: &SourceConfig, outcome: &PollOutcome);
+}
+
+/// The result of one poll.
+#[derive(Debug, Default)]
+pub struct PollOutcome {
+    pub duration: Duration,
+    /// Set when the poll's result was committed to the store.
+    pub applied_at: Option<i64>,
+    /// The poll's failure and/or each rejected input.
+    pub errors: Vec<SourceError>,
+    pub stats: ApplyStats,
+}
+
+impl PollOutcome {
+    /// Up: applied, and every input was read.
+    pub fn ok(&self) -> bool {
+        self.applied_at.is_some() && self.errors.is_empty()
+    }
+}
+
+const BACKOFF_BASE: Duration = Duration::from_secs(5);
+
+/// ±10% jitter so that sources configured alike do not poll in lockstep.
+pub fn jittered(d: Duration) -> Duration {
+    let f: f64 = rand::thread_rng().gen_range(0.9..=1.1);
+    d.mul_f64(f)
+}
+
+/// Delay before the next attempt after `failures` consecutive failures:
+/// 5s, 10s, 20s, ... capped at the interval.
+pub fn backoff(failures: u32, interval: Duration) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    jittered(exp.min(interval))
+}
+
+/// The supervised task of one source: poll, report, wait, until cancelled.
+pub async fn run(
+    host: Arc<dyn PollHost>,
+    cfg: SourceConfig,
+    source: Arc<dyn Source>,
+    cancel: CancellationToken,
+) {
+    tracing::info!(source = %cfg.name, source_type = cfg.type_name(), interval = ?cfg.interval, "source started");
+    let mut failures = 0u32;
+    loop {
+        let out = poll_once(host.as_ref(), &cfg, source.as_ref(), &cancel).await;
+        if cancel.is_cancelled() {
+            return;
+        }
+        host.polled(&cfg, &out);
+        let delay = if out.applied_at.is_some() {
+            failures = 0;
+            jittered(cfg.interval)
+        } else {
+            failures += 1;
+            backoff(failures, cfg.interval)
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_and_grows() {
+        let i = Duration::from_secs(300);
+        let b1 = backoff(1, i);
+        assert!(b1 >= Duration::from_millis(4_500) && b1 <= Duration::from_millis(5_500));
+        let b3 = backoff(3, i);
+        assert!(b3 >= Duration::from_secs(18) && b3 <= Duration::from_secs(22));
+        for n in [10, 20, 1000, u32::MAX] {
+            assert!(backoff(n, i) <= Duration::from_secs(330));
+        }
+    }
+
+    #[test]
+    fn jitter_is_ten_percent() {
+        for _ in 0..1000 {
+            let j = jittered(Duration::from_secs(100));
+            assert!(j >= Duration::from_secs(90) && j <= Duration::from_secs(110));
+        }
+    }
+}

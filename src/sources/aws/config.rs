@@ -1,0 +1,134 @@
+//! The keys of an `aws` source and their validation.
+
+use crate::config::yaml::{http_url, Issues};
+use crate::config::{SourceParse, SourceSettings, SourceSpec};
+use crate::model::InventoryKinds;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsService {
+    Iam,
+    SecretsManager,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AwsConfig {
+    /// Regions whose Secrets Manager is listed; the first also signs IAM
+    /// calls (IAM is global).
+    pub regions: Vec<String>,
+    pub services: Vec<AwsService>,
+    pub assume_role_arn: Option<String>,
+    /// A compatible endpoint (moto, LocalStack) instead of AWS's own.
+    pub endpoint_url: Option<String>,
+}
+
+impl SourceSettings for AwsConfig {
+    fn type_name(&self) -> &'static str {
+        super::TYPE_NAME
+    }
+    fn inventory(&self) -> Option<InventoryKinds> {
+        Some(super::INVENTORY)
+    }
+}
+
+pub(super) fn parse(cx: &mut SourceParse<'_>) -> Option<Arc<dyn SourceSpec>> {
+    let r: RawAws = cx.decode()?;
+    Some(Arc::new(validate_aws(r, cx.path, cx.issues)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    regions: Option<Vec<String>>,
+    services: Option<Vec<String>>,
+    assume_role_arn: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+fn aws_region_ok(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+fn aws_role_arn_ok(a: &str) -> bool {
+    let f: Vec<&str> = a.splitn(6, ':').collect();
+    f.len() == 6
+        && f[0] == "arn"
+        && f[1].starts_with("aws")
+        && f[2] == "iam"
+        && f[3].is_empty()
+        && f[4].len() == 12
+        && f[4].chars().all(|c| c.is_ascii_digit())
+        && f[5].starts_with("role/")
+        && f[5].len() > 5
+}
+
+fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> AwsConfig {
+    let mut services = Vec::new();
+    match r.services {
+        None => services = vec![AwsService::Iam, AwsService::SecretsManager],
+        Some(list) => {
+            for (i, s) in list.iter().enumerate() {
+                let svc = match s.as_str() {
+                    "iam" => AwsService::Iam,
+                    "secretsmanager" => AwsService::SecretsManager,
+                    other => {
+                        issues.push(
+                            format!("{path}.services[{i}]"),
+                            format!("unknown service {other:?}; use iam and/or secretsmanager"),
+                        );
+                        continue;
+                    }
+                };
+                if !services.contains(&svc) {
+                    services.push(svc);
+                }
+            }
+            if list.is_empty() {
+                issues.push(
+                    format!("{path}.services"),
+                    "must list at least one of iam, secretsmanager",
+                );
+            }
+        }
+    }
+    let regions = r.regions.unwrap_or_default();
+    for (i, reg) in regions.iter().enumerate() {
+        if !aws_region_ok(reg) {
+            issues.push(
+                format!("{path}.regions[{i}]"),
+                format!("{reg:?} is not an AWS region, e.g. us-east-1"),
+            );
+        }
+    }
+    if regions.is_empty() {
+        issues.push(
+            format!("{path}.regions"),
+            "is required: at least one region, e.g. [us-east-1] (Secrets Manager is regional; the first region also signs IAM calls)",
+        );
+    }
+    let assume_role_arn = r.assume_role_arn.map(|a| a.trim().to_string());
+    if let Some(a) = &assume_role_arn {
+        if !aws_role_arn_ok(a) {
+            issues.push(
+                format!("{path}.assume_role_arn"),
+                format!("{a:?} is not a role ARN, e.g. arn:aws:iam::123456789012:role/nhi-exporter-read"),
+            );
+        }
+    }
+    let endpoint_url = r
+        .endpoint_url
+        .map(|u| http_url(&u, &format!("{path}.endpoint_url"), issues));
+    AwsConfig {
+        regions,
+        services,
+        assume_role_arn,
+        endpoint_url,
+    }
+}

@@ -1,0 +1,70 @@
+//! Small helpers shared across layers (no crate imports): background
+//! threads, bounded concurrency, RFC 3339 times, URL redaction.
+//!
+//! Background work of a poll (parsing report files, applying to the store)
+//! runs on a thread of its own at a lower scheduling priority, so that on a
+//! busy machine the threads serving scrapes win.
+//!
+//! The thread lowers its own priority (nice +10) and ends with the work, so
+//! nothing ever has to raise a priority back: lowering needs no privilege,
+//! raising needs CAP_SYS_NICE, which the shipped deployments drop. (A
+//! pooled thread lowered and then restored would stay low without it.)
+//! std and tokio offer no per-thread priority, hence libc.
+
+use tokio::sync::oneshot;
+
+/// Run `f` on a new low-priority thread; its result, or `None` if it
+/// panicked or the thread could not start.
+pub async fn spawn_background<T, F>(name: &str, f: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("poll-{name}"))
+        .spawn(move || {
+            lower_priority();
+            let _ = tx.send(f());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a poll thread");
+        return None;
+    }
+    rx.await.ok()
+}
+
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain syscalls on the calling thread's own id.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        *libc::__errno_location() = 0;
+        let prev = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if *libc::__errno_location() == 0 {
+            libc::setpriority(libc::PRIO_PROCESS, tid, (prev + 10).min(19));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn runs_lowered_and_returns() {
+        let nice = super::spawn_background("t", || {
+            #[cfg(target_os = "linux")]
+            // SAFETY: reads the calling thread's priority.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+            #[cfg(not(target_os = "linux"))]
+            10
+        })
+        .await;
+        // The process runs at nice 0 in tests; capped at 19.
+        assert!(nice.is_some_and(|n| n >= 10), "{nice:?}");
+        let none: Option<()> = super::spawn_background("p", || panic!("boom")).await;
+        assert!(none.is_none());
+    }
+}
