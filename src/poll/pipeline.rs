@@ -72,7 +72,6 @@ pub async fn poll_once(
         Fetch::Collect => run.collect_then_apply(ctx, &mut out).await,
         Fetch::Stream => run.stream_apply(ctx, &mut out).await,
     };
-    let thread_failed = applied.is_none();
     match applied {
         Some(Ok(Applied::Committed(stats, rejected))) => {
             out.applied_at = Some(now);
@@ -85,9 +84,12 @@ pub async fn poll_once(
             .errors
             .push(SourceError::new(ErrorReason::Io, format!("store: {e}"))),
     }
-    if thread_failed && out.errors.is_empty() && !cancel.is_cancelled() {
-        out.errors
-            .push(SourceError::new(ErrorReason::Io, "apply thread failed"));
+    if out.applied_at.is_none() && out.errors.is_empty() && !cancel.is_cancelled() {
+        // Never expected (the apply thread died): still a counted reason.
+        out.errors.push(SourceError::new(
+            ErrorReason::Io,
+            "the poll was not applied (apply thread failed)",
+        ));
     }
     out.duration = started.elapsed();
     if !cancel.is_cancelled() {
@@ -193,8 +195,12 @@ impl Run<'_> {
         let wait = lock_wait.clone();
         let applier = spawn_background(&self.cfg.name, move || {
             let mut items_done = false;
+            let mut verdict: Option<bool> = None;
             apply_all(&store, &name, now, max_types, &wait, || {
-                if let Ok(false) = verdict_rx.try_recv() {
+                if verdict.is_none() {
+                    verdict = verdict_rx.try_recv().ok();
+                }
+                if verdict == Some(false) {
                     return None; // failed or timed out: roll back now
                 }
                 if !items_done {
@@ -204,10 +210,10 @@ impl Run<'_> {
                     items_done = true;
                 }
                 // Every sender is gone: the poll ended; its verdict follows.
-                match verdict_rx.blocking_recv() {
-                    Some(true) => Some(Msg::Commit),
-                    _ => None,
+                if verdict.is_none() {
+                    verdict = verdict_rx.blocking_recv();
                 }
+                (verdict == Some(true)).then_some(Msg::Commit)
             })
         });
         let poll = async {
