@@ -13,6 +13,24 @@
 
 use tokio::sync::oneshot;
 
+/// A URL fit for messages and logs: user info (which may be a credential)
+/// becomes `<redacted>`, and the query and fragment (tokens, cursors) are
+/// dropped. The one URL redaction of the crate.
+pub fn redact_url(url: &str) -> String {
+    let no_query = url.split(['?', '#']).next().unwrap_or(url);
+    match no_query.split_once("://") {
+        Some((scheme, rest)) => {
+            // User info ends at the last `@` before the path.
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+                None => format!("{scheme}://{rest}"),
+            }
+        }
+        None => no_query.to_string(),
+    }
+}
+
 /// Run `f` on a new low-priority thread; its result, or `None` if it
 /// panicked or the thread could not start.
 pub async fn spawn_background<T, F>(name: &str, f: F) -> Option<T>
@@ -49,6 +67,22 @@ fn lower_priority() {
 
 #[cfg(test)]
 mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:tok@h.example/p?q=1#f"),
+            "https://<redacted>@h.example/p"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:1/a"), "http://127.0.0.1:1/a");
+        assert_eq!(
+            redact_url("https://h.example/a@b?t=1"),
+            "https://h.example/a@b"
+        );
+        assert_eq!(redact_url("not a url?token=x"), "not a url");
+    }
+
     #[tokio::test]
     async fn runs_lowered_and_returns() {
         let nice = super::spawn_background("t", || {

@@ -284,28 +284,20 @@ pub(crate) fn credential(
     }
 }
 
-pub(crate) fn http_url(v: &str, key: &str, issues: &mut Issues) -> String {
+/// An http(s) URL without credentials, trailing `/` removed; `example`
+/// is shown in the message when it is not one.
+pub(crate) fn http_url(v: &str, key: &str, example: &str, issues: &mut Issues) -> String {
     let v = v.trim().trim_end_matches('/').to_string();
     let ok = (v.starts_with("https://") || v.starts_with("http://"))
         && v.split("://")
             .nth(1)
             .is_some_and(|h| !h.is_empty() && !h.contains('@') && !h.contains(' '));
     if !ok {
-        // Never echo user info: it may be a credential.
-        let shown = match v.split_once("://") {
-            Some((scheme, rest)) if rest.contains('@') => {
-                format!(
-                    "{scheme}://<credentials>@{}",
-                    rest.rsplit_once('@').map(|(_, h)| h).unwrap_or("")
-                )
-            }
-            _ => v.clone(),
-        };
+        // Never echo user info or a query: they may hold a credential.
+        let shown = crate::util::redact_url(&v);
         issues.push(
             key,
-            format!(
-                "{shown:?} is not an http(s) URL without credentials, e.g. https://api.github.com"
-            ),
+            format!("{shown:?} is not an http(s) URL without credentials, e.g. {example}"),
         );
     }
     v

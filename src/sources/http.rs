@@ -241,18 +241,7 @@ fn classify_reqwest(e: &reqwest::Error, url: &str) -> SourceError {
     SourceError::new(reason, format!("{}: {kind}", redact_url(url)))
 }
 
-/// Drop user info and the query string (may hold tokens or cursors) from a
-/// URL used in messages.
-pub fn redact_url(url: &str) -> String {
-    let no_query = url.split(['?', '#']).next().unwrap_or(url);
-    match no_query.split_once("://") {
-        Some((scheme, rest)) => {
-            let rest = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
-            format!("{scheme}://{rest}")
-        }
-        None => no_query.to_string(),
-    }
-}
+pub use crate::util::redact_url;
 
 /// Build a header map from static names and values; a value that is not a
 /// valid header (e.g. a token with a newline) is a configuration error.
@@ -359,7 +348,7 @@ mod tests {
             .message;
         assert_eq!(
             m,
-            "https://api.example.com/x: HTTP 500 Internal Server Error"
+            "https://<redacted>@api.example.com/x: HTTP 500 Internal Server Error"
         );
     }
 
@@ -430,14 +419,5 @@ mod tests {
             None
         );
         assert_eq!(next_link(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("https://user:tok@h.example/p?q=1#f"),
-            "https://h.example/p"
-        );
-        assert_eq!(redact_url("http://127.0.0.1:1/a"), "http://127.0.0.1:1/a");
     }
 }

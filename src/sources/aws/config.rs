@@ -122,9 +122,14 @@ fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> AwsConfig {
             );
         }
     }
-    let endpoint_url = r
-        .endpoint_url
-        .map(|u| http_url(&u, &format!("{path}.endpoint_url"), issues));
+    let endpoint_url = r.endpoint_url.map(|u| {
+        http_url(
+            &u,
+            &format!("{path}.endpoint_url"),
+            "http://127.0.0.1:5000",
+            issues,
+        )
+    });
     AwsConfig {
         regions,
         services,

@@ -57,6 +57,7 @@ fn validate_github(r: RawGithub, path: &str, base: &Path, issues: &mut Issues) -
     let api_url = http_url(
         r.api_url.as_deref().unwrap_or("https://api.github.com"),
         &format!("{path}.api_url"),
+        "https://api.github.com",
         issues,
     );
     let name_ok = |s: &str| {

@@ -90,7 +90,12 @@ fn vault_path_ok(p: &str) -> bool {
 
 fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> VaultConfig {
     let address = match r.address.as_deref() {
-        Some(a) => http_url(a, &format!("{path}.address"), issues),
+        Some(a) => http_url(
+            a,
+            &format!("{path}.address"),
+            "https://vault.example.com:8200",
+            issues,
+        ),
         None => {
             issues.push(
                 format!("{path}.address"),

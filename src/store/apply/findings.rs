@@ -1,0 +1,277 @@
+//! Finding transitions of one target's complete scan: new, reopened,
+//! validity changed, closed, disappeared.
+
+use super::*;
+
+impl PollApplier<'_> {
+    pub fn target(&mut self, scan: &TargetScan) -> Result<(), StoreError> {
+        self.stats.targets += 1;
+        let target_id: i64 = self.tx.query_row(
+            "INSERT INTO targets(source, target, fingerprint, scanned_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(source, target) DO UPDATE SET fingerprint = excluded.fingerprint, scanned_at = excluded.scanned_at
+             RETURNING id",
+            params![self.source, scan.target, scan.fingerprint, scan.scanned_at],
+            |r| r.get(0),
+        )?;
+        let mut existing: HashMap<String, Existing> = HashMap::new();
+        {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT id, scanner_id, exposure_id, open, validity, detected_at, secret_type
+                 FROM findings WHERE target_id = ?1",
+            )?;
+            let mut rows = stmt.query([target_id])?;
+            while let Some(r) = rows.next()? {
+                existing.insert(
+                    r.get(1)?,
+                    Existing {
+                        id: r.get(0)?,
+                        exposure_id: r.get(2)?,
+                        open: r.get::<_, i64>(3)? != 0,
+                        validity: r.get(4)?,
+                        detected_at: r.get(5)?,
+                        secret_type: r.get(6)?,
+                    },
+                );
+            }
+        }
+        let at = scan.scanned_at;
+        let mut seen: HashSet<&str> = HashSet::with_capacity(scan.findings.len());
+        let mut dirty: HashSet<i64> = HashSet::new();
+        for f in &scan.findings {
+            if !seen.insert(f.scanner_id.as_str()) {
+                continue; // a scanner repeating the same finding id
+            }
+            match existing.get(&f.scanner_id) {
+                Some(e) => self.update_existing(e, f, at, &mut dirty)?,
+                None => self.insert_new(target_id, &scan.target, f, at, &mut dirty)?,
+            }
+        }
+        for (sid, e) in &existing {
+            if e.open && !seen.contains(sid.as_str()) {
+                self.close(e, Resolution::Disappeared, at)?;
+                dirty.insert(e.exposure_id);
+            }
+        }
+        for eid in dirty {
+            self.recompute_exposure(eid, at)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn close(
+        &mut self,
+        e: &Existing,
+        resolution: Resolution,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let closed_at = at.max(e.detected_at);
+        self.tx
+            .prepare_cached(
+                "UPDATE findings SET open = 0, resolution = ?2, closed_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![e.id, resolution.as_str(), closed_at])?;
+        self.tx
+            .prepare_cached("UPDATE exposures SET open_findings = open_findings - 1 WHERE id = ?1")?
+            .execute([e.exposure_id])?;
+        self.adjust_open(&e.secret_type, &e.validity, -1);
+        let source = self.source.clone();
+        self.count(
+            FINDING_CLOSED,
+            &[("source", &source), ("resolution", resolution.as_str())],
+            1.0,
+        );
+        self.observe(
+            TIME_TO_CLOSE,
+            &[("source", &source)],
+            closed_at - e.detected_at,
+        );
+        self.stats.findings_closed += 1;
+        Ok(())
+    }
+
+    pub(super) fn update_existing(
+        &mut self,
+        e: &Existing,
+        f: &ObservedFinding,
+        at: i64,
+        dirty: &mut HashSet<i64>,
+    ) -> Result<(), StoreError> {
+        let validity = f.validity.as_str();
+        if validity != e.validity {
+            self.tx
+                .prepare_cached("UPDATE findings SET validity = ?2 WHERE id = ?1")?
+                .execute(params![e.id, validity])?;
+            dirty.insert(e.exposure_id);
+            if e.open {
+                self.adjust_open(&e.secret_type, &e.validity, -1);
+                self.adjust_open(&e.secret_type, validity, 1);
+            }
+        }
+        // From here on the finding carries its new validity.
+        let e = &Existing {
+            validity: validity.to_string(),
+            secret_type: e.secret_type.clone(),
+            ..*e
+        };
+        match (&f.closed, e.open) {
+            (None, true) => {}
+            (None, false) => {
+                // Back in the newer scan (or reopened upstream).
+                self.tx
+                    .prepare_cached(
+                        "UPDATE findings SET open = 1, resolution = NULL, closed_at = NULL WHERE id = ?1",
+                    )?
+                    .execute([e.id])?;
+                self.tx
+                    .prepare_cached(
+                        "UPDATE exposures SET open_findings = open_findings + 1 WHERE id = ?1",
+                    )?
+                    .execute([e.exposure_id])?;
+                self.adjust_open(&e.secret_type, &e.validity, 1);
+                self.stats.findings_reopened += 1;
+                dirty.insert(e.exposure_id);
+            }
+            (Some((resolution, closed_at)), true) => {
+                self.close(e, *resolution, closed_at.unwrap_or(at))?;
+                dirty.insert(e.exposure_id);
+            }
+            (Some(_), false) => {}
+        }
+        Ok(())
+    }
+
+    pub(super) fn insert_new(
+        &mut self,
+        target_id: i64,
+        target: &str,
+        f: &ObservedFinding,
+        at: i64,
+        dirty: &mut HashSet<i64>,
+    ) -> Result<(), StoreError> {
+        let type_name = match self.normalised.get(&f.secret_type) {
+            Some(n) => n.clone(),
+            None => {
+                let n = normalise_secret_type(&f.secret_type);
+                self.normalised.insert(f.secret_type.clone(), n.clone());
+                n
+            }
+        };
+        let type_label = self.type_label(&type_name)?;
+        let detected_at = f.detected_at.unwrap_or(at).min(self.now.max(at));
+        let open = f.closed.is_none();
+        let key = self.exposure_key(target, f);
+        // Most keys are new: one statement inserts, and only a conflict
+        // costs a second lookup.
+        // (No RETURNING: SQLite materialises it in a temporary table per row.)
+        let changed = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO exposures(key, secret_type, first_detected_at, open_findings, validity)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING",
+            )?
+            .execute(params![key, type_name, detected_at, open as i64, f.validity.as_str()])?;
+        let inserted = (changed == 1).then(|| self.tx.last_insert_rowid());
+        let exposure_id = match inserted {
+            Some(id) => {
+                self.stats.exposures_new += 1;
+                if !open || f.validity != Validity::Unknown {
+                    dirty.insert(id);
+                }
+                id
+            }
+            None => {
+                let (id, open_before, validity_before): (i64, i64, String) = self
+                    .tx
+                    .prepare_cached(
+                        "SELECT id, open_findings, validity FROM exposures WHERE key = ?1",
+                    )?
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                self.tx
+                    .prepare_cached(
+                        "UPDATE exposures SET open_findings = open_findings + ?2,
+                            first_detected_at = MIN(first_detected_at, ?3) WHERE id = ?1",
+                    )?
+                    .execute(params![id, open as i64, detected_at])?;
+                // Another open finding of an open exposure, adding no validity
+                // information, cannot change the exposure's state.
+                let unchanged = open
+                    && open_before > 0
+                    && (f.validity == Validity::Unknown || f.validity.as_str() == validity_before);
+                if !unchanged {
+                    dirty.insert(id);
+                }
+                id
+            }
+        };
+        let (resolution, closed_at) = match f.closed {
+            None => (None, None),
+            Some((r, t)) => (Some(r.as_str()), Some(t.unwrap_or(at).max(detected_at))),
+        };
+        let loc = &f.location;
+        self.tx
+            .prepare_cached(
+                "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
+                    file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                self.source,
+                target_id,
+                scanner_key(&f.scanner_id),
+                f.scanner_id,
+                exposure_id,
+                type_name,
+                loc.repository,
+                loc.file,
+                loc.line,
+                loc.commit,
+                detected_at,
+                f.committed_at,
+                open as i64,
+                resolution,
+                closed_at,
+                f.validity.as_str(),
+            ])?;
+        for link in &f.links {
+            let n = self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![exposure_id, link.provider, link.id])?;
+            if n > 0 {
+                dirty.insert(exposure_id);
+            }
+        }
+        if self.has_values && matches!(f.exposure, ExposureKey::Secret(_)) {
+            // A vault value equal to the leaked secret (match_values).
+            let n = self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
+                     SELECT ?1, c.provider, c.ext_id FROM credential_values v
+                       JOIN credentials c ON c.id = v.credential_id WHERE v.key = ?2",
+                )?
+                .execute(params![exposure_id, key])?;
+            if n > 0 {
+                dirty.insert(exposure_id);
+            }
+        }
+        *self.detected.entry(type_label).or_default() += 1;
+        if open {
+            self.adjust_open(&type_name, f.validity.as_str(), 1);
+        }
+        self.stats.findings_new += 1;
+        if let (Some(r), Some(c)) = (f.closed.map(|c| c.0), closed_at) {
+            let source = self.source.clone();
+            self.count(
+                FINDING_CLOSED,
+                &[("source", &source), ("resolution", r.as_str())],
+                1.0,
+            );
+            self.observe(TIME_TO_CLOSE, &[("source", &source)], c - detected_at);
+            self.stats.findings_closed += 1;
+        }
+        Ok(())
+    }
+}
