@@ -389,6 +389,29 @@ fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
         "{body}"
     );
 
+    // Valid YAML, but a source that cannot be built (its CA file is
+    // missing): the whole new set is refused, nothing is swapped in.
+    std::fs::write(
+        &cfg,
+        format!("{good}  - {{name: v, type: vault, address: 'https://vault.example', auth: {{method: token, token: t}}, tls: {{ca_file: missing-ca.pem}}}}\n"),
+    )
+    .unwrap();
+    let (code, body) = ex.post("/-/reload");
+    assert_eq!(code, 500);
+    assert!(
+        body.contains("sources[1].tls.ca_file: cannot read"),
+        "{body}"
+    );
+    let m = Metrics::parse(&ex.metrics());
+    assert_eq!(m.get("nhi_config_last_reload_successful", &[]), Some(0.0));
+    assert_eq!(m.get("nhi_source_up", &[("source", "ci")]), Some(1.0));
+    assert_eq!(
+        m.get("nhi_source_up", &[("source", "v")]),
+        None,
+        "{}",
+        m.text
+    );
+
     std::fs::write(
         &cfg,
         format!("{good}  - name: second\n    type: gitleaks\n    interval: 1s\n    paths: [\"reports/*.json\"]\n"),
@@ -551,6 +574,26 @@ fn config_check_prints_ok_or_every_error() {
     ] {
         assert!(err.contains(want), "missing {want} in:\n{err}");
     }
+
+    // A CA file is read and checked by --config.check, not at the first
+    // poll; its content is never shown.
+    std::fs::write(dir.path().join("not-a-ca.pem"), "canary-ca-content").unwrap();
+    let ca = dir.path().join("ca.yaml");
+    std::fs::write(
+        &ca,
+        "sources:\n  - {name: g, type: github_secret_scanning, org: acme, token: t, ca_file: missing.pem}\n  - {name: l, type: gitlab_secret_detection, api_url: 'https://gl.example', group: g, token: t, ca_file: not-a-ca.pem}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", ca.display()))
+        .arg("--config.check")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sources[0].ca_file: cannot read"), "{err}");
+    assert!(err.contains("sources[1].ca_file:"), "{err}");
+    assert!(!err.contains("canary-ca-content"), "{err}");
 }
 
 #[test]
