@@ -382,21 +382,6 @@ impl App {
         self.render();
     }
 
-    /// Reload the configuration file: build the new configuration and its
-    /// sources, then swap. An invalid file keeps the old one running.
-    pub fn reload(self: &Arc<Self>) -> Result<(), ConfigError> {
-        match self.prepare_reload() {
-            Ok(new) => {
-                self.apply_reload(new);
-                Ok(())
-            }
-            Err(e) => {
-                self.reload_failed(&e);
-                Err(e)
-            }
-        }
-    }
-
     /// Keep the snapshot fresh: recompute after polls. Renders after each
     /// recompute; [`App::run_renderer`] re-renders on a tick of its own, so
     /// health and staleness move on time even while a recompute waits.
