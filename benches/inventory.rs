@@ -117,6 +117,7 @@ fn main() {
             committed_at: None,
             closed: None,
             validity: Validity::Unknown,
+            validity_at: None,
             links: vec![CredentialRef {
                 provider: "aws",
                 id: key_id(i * 3 % n_creds.max(1)),

@@ -221,6 +221,11 @@ pub struct ObservedFinding {
     /// `None` while open; the resolution and the close time when closed.
     pub closed: Option<(Resolution, Option<i64>)>,
     pub validity: Validity,
+    /// When the scanner made its validity statement (`live` or `inactive`):
+    /// the alert's update time for GitHub and GitLab. `None`: the scan time
+    /// ([`TargetScan::scanned_at`], a report's modification time). An
+    /// exposure's validity is its most recent statement across scanners.
+    pub validity_at: Option<i64>,
     pub links: Vec<CredentialRef>,
 }
 

@@ -57,7 +57,8 @@ const FAMILIES: &[Family] = &[
     Family { name: "nhi_findings_detected_total", help: "Findings seen for the first time (activity).", kind: MetricType::COUNTER },
     Family { name: "nhi_findings_closed_total", help: "Findings closed (activity).", kind: MetricType::COUNTER },
     Family { name: "nhi_exposures_revoked_total", help: "Exposures confirmed unusable (outcome).", kind: MetricType::COUNTER },
-    Family { name: "nhi_time_to_revoke_seconds", help: "First detection to confirmed revocation, once per exposure.", kind: MetricType::HISTOGRAM },
+    Family { name: "nhi_exposures_reopened_total", help: "Revoked exposures seen usable again: a newer live validity statement, or a linked credential active again.", kind: MetricType::COUNTER },
+    Family { name: "nhi_time_to_revoke_seconds", help: "First detection (or the latest re-exposure) to confirmed revocation, once per revocation of an exposure.", kind: MetricType::HISTOGRAM },
     Family { name: "nhi_time_to_close_seconds", help: "Detection to closure of a finding (the activity twin of time to revoke).", kind: MetricType::HISTOGRAM },
     Family { name: "nhi_identities", help: "Non-human identities inventoried.", kind: MetricType::GAUGE },
     Family { name: "nhi_human_identities", help: "Human principals seen (for the NHI:human ratio).", kind: MetricType::GAUGE },
@@ -214,11 +215,15 @@ impl KpiCollector {
                 ))
                 .or_insert(0.0);
         }
+        counters
+            .entry(("nhi_exposures_reopened_total".into(), vec![]))
+            .or_insert(0.0);
         for ((name, l), v) in &counters {
             let fam = match name.as_str() {
                 "nhi_findings_detected_total" => "nhi_findings_detected_total",
                 "nhi_findings_closed_total" => "nhi_findings_closed_total",
                 "nhi_exposures_revoked_total" => "nhi_exposures_revoked_total",
+                "nhi_exposures_reopened_total" => "nhi_exposures_reopened_total",
                 _ => continue,
             };
             // Per-source series of stale or removed sources are dropped.

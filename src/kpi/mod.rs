@@ -28,6 +28,7 @@ pub fn counter_metric(event: &str) -> Option<&'static str> {
         events::FINDING_DETECTED => Some("nhi_findings_detected_total"),
         events::FINDING_CLOSED => Some("nhi_findings_closed_total"),
         events::EXPOSURE_REVOKED => Some("nhi_exposures_revoked_total"),
+        events::EXPOSURE_REOPENED => Some("nhi_exposures_reopened_total"),
         _ => None,
     }
 }
@@ -314,7 +315,7 @@ fn window_kpis(
 
     let mut ttr: Vec<i64> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT revoked_at - first_detected_at FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
+            "SELECT revoked_at - COALESCE(reopened_at, first_detected_at) FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
         )?;
         let rows = stmt.query_map(params![start, now], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?

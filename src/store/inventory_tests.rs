@@ -260,7 +260,20 @@ fn a_leaked_key_deactivated_is_a_confirmed_revocation() {
         .find(|(n, l, _)| n == "nhi_time_to_revoke_seconds" && l[0].1 == "aws")
         .unwrap();
     assert_eq!((h.2.count, h.2.sum), (1, 3600.0));
-    // Reactivating and deactivating again does not count twice.
+    assert_eq!(reopened(&s), 0.0);
+    // An unchanged inventory changes nothing.
+    inventory(
+        &store,
+        "aws",
+        T0 + 3800,
+        "iam",
+        vec![],
+        vec![key(KEY, "u1", T0 - DAY, CredentialState::Inactive)],
+    );
+    let s = snapshot(&store, T0 + 3800, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+    assert_eq!(reopened(&s), 0.0);
+    // The key reactivated: a re-exposure (SPEC §3), residual again.
     inventory(
         &store,
         "aws",
@@ -269,9 +282,35 @@ fn a_leaked_key_deactivated_is_a_confirmed_revocation() {
         vec![],
         vec![key(KEY, "u1", T0 - DAY, CredentialState::Active)],
     );
+    let s = snapshot(&store, T0 + 4000, false);
+    assert_eq!(reopened(&s), 1.0);
+    assert_eq!(s.residual_exposures, 1);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+    // Deleted: revoked again, timed from the re-exposure (1000 s).
     inventory(&store, "aws", T0 + 5000, "iam", vec![], vec![]);
     let s = snapshot(&store, T0 + 5000, false);
-    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 2.0);
+    assert_eq!(reopened(&s), 1.0);
+    assert_eq!(s.residual_exposures, 0);
+    let h = s
+        .histograms
+        .iter()
+        .find(|(n, l, _)| n == "nhi_time_to_revoke_seconds" && l[0].1 == "aws")
+        .unwrap();
+    assert_eq!((h.2.count, h.2.sum), (2, 4600.0));
+    // And stays revoked.
+    inventory(&store, "aws", T0 + 6000, "iam", vec![], vec![]);
+    let s = snapshot(&store, T0 + 6000, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 2.0);
+    assert_eq!(reopened(&s), 1.0);
+}
+
+fn reopened(s: &kpi::Snapshot) -> f64 {
+    s.counters
+        .iter()
+        .filter(|(n, _, _)| n == "nhi_exposures_reopened_total")
+        .map(|(_, _, v)| v)
+        .sum()
 }
 
 #[test]

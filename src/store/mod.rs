@@ -28,13 +28,17 @@ pub mod events {
     /// Counted in `counters`: a finding closed (labels source, resolution).
     pub const FINDING_CLOSED: &str = "finding_closed";
     /// Counted in `counters`: an exposure confirmed unusable (label
-    /// confirmed_by).
+    /// confirmed_by); again after each re-exposure.
     pub const EXPOSURE_REVOKED: &str = "exposure_revoked";
+    /// Counted in `counters`: a revoked exposure seen usable again (a newer
+    /// live statement, or a linked credential active again).
+    pub const EXPOSURE_REOPENED: &str = "exposure_reopened";
     /// Measured in `durations`: detection to closure of a finding (label
     /// source).
     pub const TIME_TO_CLOSE: &str = "time_to_close";
-    /// Measured in `durations`: first detection to confirmed revocation of
-    /// an exposure (label confirmed_by).
+    /// Measured in `durations`: first detection (or the latest
+    /// re-exposure) to confirmed revocation of an exposure (label
+    /// confirmed_by).
     pub const TIME_TO_REVOKE: &str = "time_to_revoke";
 }
 
@@ -353,3 +357,5 @@ pub fn normalise_secret_type(raw: &str) -> String {
 mod inventory_tests;
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod validity_tests;

@@ -233,6 +233,21 @@ UPDATE counters SET name = 'exposure_revoked' WHERE name = 'nhi_exposures_revoke
 "#,
         Some(histograms_to_durations),
     ),
+    // v4: validity as the latest statement across scanners (SPEC §2), and
+    // re-exposures of revoked exposures.
+    (
+        r#"
+-- When the finding's scanner made its validity statement (live/inactive);
+-- NULL for unknown. Rows of older stores take their target's scan time.
+ALTER TABLE findings ADD COLUMN validity_at INTEGER;
+UPDATE findings SET validity_at = (SELECT scanned_at FROM targets t WHERE t.id = findings.target_id)
+ WHERE validity != 'unknown';
+-- The latest re-exposure of an exposure once revoked (a newer live
+-- statement, or a linked credential active again); NULL if never.
+ALTER TABLE exposures ADD COLUMN reopened_at INTEGER;
+"#,
+        None,
+    ),
 ];
 
 /// The bucket bounds (seconds) the v2 schema stored histograms with.

@@ -19,6 +19,7 @@ pub(crate) fn finding(id: &str, secret: u8) -> ObservedFinding {
         committed_at: None,
         closed: None,
         validity: Validity::Unknown,
+        validity_at: None,
         links: vec![],
     }
 }

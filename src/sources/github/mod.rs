@@ -241,6 +241,7 @@ struct Alert {
     state: String,
     resolution: Option<String>,
     resolved_at: Option<String>,
+    updated_at: Option<String>,
     secret_type: Option<String>,
     secret: Option<String>,
     validity: Option<String>,
@@ -328,6 +329,8 @@ pub fn parse_alerts(
             committed_at: None,
             closed,
             validity,
+            // GitHub's validity check updates the alert.
+            validity_at: a.updated_at.as_deref().and_then(super::rfc3339),
             links,
         });
     }

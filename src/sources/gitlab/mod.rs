@@ -426,6 +426,7 @@ struct Node {
     resolved_at: Option<String>,
     dismissed_at: Option<String>,
     dismissal_reason: Option<String>,
+    updated_at: Option<String>,
     finding_token_status: Option<TokenStatus>,
     location: Option<SecretLocation>,
     #[serde(default)]
@@ -632,6 +633,8 @@ fn finding(n: Node, repo_fallback: Option<&str>) -> ObservedFinding {
         committed_at: None,
         closed,
         validity,
+        // A token status change updates the vulnerability.
+        validity_at: time(n.updated_at.as_deref()),
         links: Vec::new(),
     }
 }

@@ -107,6 +107,8 @@ pub fn parse_slice(
                 } else {
                     Validity::Unknown
                 },
+                // The scan time: the baseline's modification time.
+                validity_at: None,
                 links: Vec::new(),
             });
         }

@@ -225,6 +225,7 @@ impl<'a> Converter<'a> {
             committed_at: date.as_deref().and_then(crate::sources::rfc3339),
             closed: None,
             validity: Validity::Unknown,
+            validity_at: None,
             links,
         }
     }

@@ -220,6 +220,8 @@ fn convert(r: RawResult, hasher: &SecretHasher, repo_fallback: Option<&str>) -> 
         } else {
             Validity::Unknown
         },
+        // The scan time: the report's modification time.
+        validity_at: None,
         links,
     }
 }

@@ -16,7 +16,7 @@ impl PollApplier<'_> {
         let mut existing: HashMap<String, Existing> = HashMap::new();
         {
             let mut stmt = self.tx.prepare_cached(
-                "SELECT id, scanner_id, exposure_id, open, validity, detected_at, secret_type
+                "SELECT id, scanner_id, exposure_id, open, validity, detected_at, secret_type, validity_at
                  FROM findings WHERE target_id = ?1",
             )?;
             let mut rows = stmt.query([target_id])?;
@@ -30,6 +30,7 @@ impl PollApplier<'_> {
                         validity: r.get(4)?,
                         detected_at: r.get(5)?,
                         secret_type: r.get(6)?,
+                        validity_at: r.get(7)?,
                     },
                 );
             }
@@ -97,12 +98,15 @@ impl PollApplier<'_> {
         dirty: &mut HashSet<i64>,
     ) -> Result<(), StoreError> {
         let validity = f.validity.as_str();
-        if validity != e.validity {
+        let validity_at = statement_time(f, at);
+        if validity != e.validity || validity_at != e.validity_at {
             self.tx
-                .prepare_cached("UPDATE findings SET validity = ?2 WHERE id = ?1")?
-                .execute(params![e.id, validity])?;
+                .prepare_cached(
+                    "UPDATE findings SET validity = ?2, validity_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![e.id, validity, validity_at])?;
             dirty.insert(e.exposure_id);
-            if e.open {
+            if e.open && validity != e.validity {
                 self.adjust_open(&e.secret_type, &e.validity, -1);
                 self.adjust_open(&e.secret_type, validity, 1);
             }
@@ -110,6 +114,7 @@ impl PollApplier<'_> {
         // From here on the finding carries its new validity.
         let e = &Existing {
             validity: validity.to_string(),
+            validity_at,
             secret_type: e.secret_type.clone(),
             ..*e
         };
@@ -180,12 +185,10 @@ impl PollApplier<'_> {
                 id
             }
             None => {
-                let (id, open_before, validity_before): (i64, i64, String) = self
+                let (id, open_before): (i64, i64) = self
                     .tx
-                    .prepare_cached(
-                        "SELECT id, open_findings, validity FROM exposures WHERE key = ?1",
-                    )?
-                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                    .prepare_cached("SELECT id, open_findings FROM exposures WHERE key = ?1")?
+                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 self.tx
                     .prepare_cached(
                         "UPDATE exposures SET open_findings = open_findings + ?2,
@@ -194,9 +197,9 @@ impl PollApplier<'_> {
                     .execute(params![id, open as i64, detected_at])?;
                 // Another open finding of an open exposure, adding no validity
                 // information, cannot change the exposure's state.
-                let unchanged = open
-                    && open_before > 0
-                    && (f.validity == Validity::Unknown || f.validity.as_str() == validity_before);
+                // (A statement, even of the same validity, may be newer than
+                // a revocation: a re-exposure.)
+                let unchanged = open && open_before > 0 && f.validity == Validity::Unknown;
                 if !unchanged {
                     dirty.insert(id);
                 }
@@ -211,8 +214,8 @@ impl PollApplier<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
-                    file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity, validity_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![
                 self.source,
@@ -231,6 +234,7 @@ impl PollApplier<'_> {
                 resolution,
                 closed_at,
                 f.validity.as_str(),
+                statement_time(f, at),
             ])?;
         for link in &f.links {
             let n = self
@@ -274,4 +278,10 @@ impl PollApplier<'_> {
         }
         Ok(())
     }
+}
+
+/// When the finding's validity statement was made: the scanner's own time,
+/// else the scan's; `None` for `unknown` (no statement at all).
+fn statement_time(f: &ObservedFinding, scanned_at: i64) -> Option<i64> {
+    (f.validity != Validity::Unknown).then(|| f.validity_at.unwrap_or(scanned_at))
 }

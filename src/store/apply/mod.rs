@@ -9,7 +9,8 @@ mod findings;
 mod inventory;
 
 use super::events::{
-    EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE, TIME_TO_REVOKE,
+    EXPOSURE_REOPENED, EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE,
+    TIME_TO_REVOKE,
 };
 use super::{encode_labels, normalise_secret_type, StoreError};
 use crate::model::{
@@ -29,6 +30,7 @@ pub struct ApplyStats {
     pub findings_reopened: u64,
     pub exposures_new: u64,
     pub exposures_revoked: u64,
+    pub exposures_reopened: u64,
     pub inventories: u64,
     pub identities_changed: u64,
     pub credentials_changed: u64,
@@ -61,6 +63,8 @@ struct Existing {
     exposure_id: i64,
     open: bool,
     validity: String,
+    /// When the scanner made its validity statement (live/inactive).
+    validity_at: Option<i64>,
     detected_at: i64,
     secret_type: String,
 }
@@ -94,14 +98,6 @@ pub struct PollApplier<'c> {
     /// Whether any credential has value keys (vault `match_values`): only
     /// then are new exposures looked up for a value link.
     has_values: bool,
-}
-
-fn validity_of_rank(r: i64) -> Validity {
-    match r {
-        2 => Validity::Live,
-        1 => Validity::Inactive,
-        _ => Validity::Unknown,
-    }
 }
 
 impl<'c> PollApplier<'c> {
