@@ -168,6 +168,7 @@ fn within(t: Option<i64>, from: i64, to: i64, what: &str) -> i64 {
 fn kv(id: &str, team: Option<&str>, state: CredentialState, rotation: bool) -> ObservedCredential {
     ObservedCredential {
         provider: "vault",
+        account: String::new(),
         kind: "kv",
         id: id.into(),
         identity: None,

@@ -308,6 +308,7 @@ fn access_key(
 ) -> ObservedCredential {
     ObservedCredential {
         provider: PROVIDER,
+        account: account_of(&user.arn).unwrap_or_default(),
         kind: "access_key",
         id,
         identity: Some(user.id.clone()),

@@ -17,6 +17,7 @@ pub fn secret_credential(e: &SecretListEntry, team_tag: &str) -> Option<Observed
         .map(str::to_string);
     Some(ObservedCredential {
         provider: PROVIDER,
+        account: super::iam::account_of(arn).unwrap_or_default(),
         kind: "secret",
         id: arn.to_string(),
         identity: None,
@@ -101,6 +102,7 @@ mod tests {
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"
         );
         assert_eq!(c.identity, None);
+        assert_eq!(c.account, "123456789012");
         assert_eq!(c.team.as_deref(), Some("payments"));
         assert_eq!(c.created_at, Some(1_000));
         assert_eq!(c.last_rotated_at, Some(2_000));
