@@ -1,4 +1,5 @@
-//! The `secretsmanager/{region}` scopes: `ListSecrets` of one region.
+//! The `secretsmanager/{region}` scopes (`<account>/secretsmanager/{region}`
+//! under `organization`): `ListSecrets` of one region.
 
 use super::{sdk_error, PROVIDER};
 use crate::model::{CredentialState, ErrorReason, InventoryScan, ObservedCredential, SourceError};
@@ -40,7 +41,7 @@ pub fn secret_credential(e: &SecretListEntry, team_tag: &str) -> Option<Observed
 /// deletion included, as inactive).
 pub async fn scan(
     client: &aws_sdk_secretsmanager::Client,
-    region: &str,
+    scope: &str,
     team_tag: &str,
     now: i64,
 ) -> Result<InventoryScan, SourceError> {
@@ -64,7 +65,7 @@ pub async fn scan(
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => {
                 return Ok(InventoryScan {
-                    scope: format!("secretsmanager/{region}"),
+                    scope: scope.to_string(),
                     observed_at: now,
                     identities: Vec::new(),
                     credentials,
