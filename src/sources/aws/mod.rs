@@ -75,7 +75,7 @@ pub use config::{AwsConfig, AwsService, OrgConfig};
 use super::registry::Registration;
 use super::{bounded, ObservationSender, PollContext, PollFuture, Source};
 use crate::model::InventoryKinds;
-use crate::model::{ErrorReason, InventoryScan, ObservationItem, SourceError};
+use crate::model::{unix_now, ErrorReason, InventoryScan, ObservationItem, SourceError};
 use aws_config::BehaviorVersion;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::config::http::HttpResponse;
@@ -230,7 +230,8 @@ impl AwsSource {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&account.id)
-                    .filter(|s| s.renew_at > ctx.now)
+                    // Sessions expire in wall-clock time.
+                    .filter(|s| s.renew_at > unix_now())
                     .map(|s| s.clients.clone());
                 let clients = match cached {
                     Some(c) => c,
@@ -245,7 +246,7 @@ impl AwsSource {
                                 .credentials_provider(SharedCredentialsProvider::new(creds))
                                 .build();
                             let clients = clients_for(&conf, &cfg.regions);
-                            let renew_at = expires.map_or(ctx.now, |e| e - org::RENEW_BEFORE);
+                            let renew_at = expires.map_or(0, |e| e - org::RENEW_BEFORE);
                             sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(
                                 account.id.clone(),
                                 Session {
