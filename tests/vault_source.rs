@@ -195,6 +195,16 @@ fn check_times(creds: &mut [ObservedCredential], from: i64, to: i64) {
     }
 }
 
+/// Every credential lives in the cluster (its address without the scheme:
+/// the `scope` label value); cleared for the comparisons that follow.
+fn check_cluster(w: &World, creds: &mut [ObservedCredential]) {
+    let cluster = w.bao.addr.trim_start_matches("http://");
+    for c in creds {
+        assert_eq!(c.account, cluster, "{}", c.id);
+        c.account.clear();
+    }
+}
+
 /// The seeded world; what the tests assert against.
 struct World {
     bao: OpenBao,
@@ -445,6 +455,7 @@ fn expected_kv(w: &World, p: &Polled, match_values: bool) {
         }
     }
     check_times(&mut secret, from, to);
+    check_cluster(w, &mut secret);
     assert_eq!(
         secret,
         vec![
@@ -471,6 +482,7 @@ fn expected_kv(w: &World, p: &Polled, match_values: bool) {
         kv2[0].value_hashes.clear();
     }
     check_times(&mut kv2, from, to);
+    check_cluster(w, &mut kv2);
     assert_eq!(
         kv2,
         vec![kv("kv2/x/y", None, CredentialState::Active, false)]
