@@ -174,6 +174,7 @@ fn main() {
             services: vec![AwsService::Iam, AwsService::SecretsManager],
             assume_role_arn: None,
             endpoint_url: Some(proxy.endpoint.clone()),
+            organization: None,
         });
 
         let t = Instant::now();

@@ -48,6 +48,7 @@ fn inventory(n_ids: usize, n_creds: usize, inactive_every: usize, at: i64) -> In
     let credentials = (0..n_creds)
         .map(|i| ObservedCredential {
             provider: "aws",
+            account: String::new(),
             kind: if i % 3 == 2 { "secret" } else { "access_key" },
             id: key_id(i),
             identity: Some(format!("AIDA{:017}", i % n_ids.max(1))),
@@ -146,6 +147,8 @@ fn main() {
     let labels = LabelsConfig {
         team_enabled: true,
         team_max_values: 50,
+        scope_enabled: false,
+        scope_max_values: 1000,
     };
     let t = Instant::now();
     let snap = kpi::compute_with(

@@ -41,7 +41,9 @@ pub struct SourceStatus {
     pub polled: bool,
     pub up: bool,
     pub last_success: Option<i64>,
-    pub last_error: Option<String>,
+    /// Every error of the last poll: the poll's failure, or each input
+    /// that could not be read (a report file, an AWS member account).
+    pub last_errors: Vec<String>,
 }
 
 struct Task {
@@ -220,7 +222,7 @@ impl App {
             if out.applied_at.is_some() {
                 st.last_success = out.applied_at;
             }
-            st.last_error = out.errors.first().map(|e| e.to_string());
+            st.last_errors = out.errors.iter().map(|e| e.to_string()).collect();
         }
     }
 

@@ -295,6 +295,9 @@ pub struct ObservedIdentity {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ObservedCredential {
     pub provider: &'static str,
+    /// Where the credential lives, as [`ObservedIdentity::account`]: AWS
+    /// account id, Vault cluster. The `scope` label value; "" when unknown.
+    pub account: String,
     /// `access_key`, `secret` (aws); `kv`, `token`, `secret_id` (vault).
     pub kind: &'static str,
     /// Stable non-secret id: AWS access key id, secret ARN, `mount/path`,

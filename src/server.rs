@@ -222,7 +222,11 @@ impl Server {
                 html_escape(&s.source_type),
                 health,
                 html_escape(&last),
-                html_escape(s.last_error.as_deref().unwrap_or("")),
+                s.last_errors
+                    .iter()
+                    .map(|e| html_escape(e))
+                    .collect::<Vec<_>>()
+                    .join("<br>\n"),
             ));
         }
         let tp = html_escape(&self.telemetry_path);
@@ -230,7 +234,7 @@ impl Server {
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>nhi-exporter</title></head><body>\n\
              <h1>nhi-exporter</h1>\n<p>Outcome KPIs of non-human identity security. Version {VERSION} (revision {REVISION}).</p>\n\
              <p><a href=\"{tp}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-             <h2>Sources</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>Source</th><th>Type</th><th>Status</th><th>Last success</th><th>Last error</th></tr>\n{rows}</table>\n</body></html>\n"
+             <h2>Sources</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>Source</th><th>Type</th><th>Status</th><th>Last success</th><th>Errors of the last poll</th></tr>\n{rows}</table>\n</body></html>\n"
         )
     }
 }

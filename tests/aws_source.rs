@@ -29,6 +29,7 @@ fn cfg(endpoint: &str) -> AwsConfig {
         services: vec![AwsService::Iam, AwsService::SecretsManager],
         assume_role_arn: None,
         endpoint_url: Some(endpoint.to_string()),
+        organization: None,
     }
 }
 

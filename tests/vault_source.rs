@@ -168,6 +168,7 @@ fn within(t: Option<i64>, from: i64, to: i64, what: &str) -> i64 {
 fn kv(id: &str, team: Option<&str>, state: CredentialState, rotation: bool) -> ObservedCredential {
     ObservedCredential {
         provider: "vault",
+        account: String::new(),
         kind: "kv",
         id: id.into(),
         identity: None,
@@ -191,6 +192,16 @@ fn check_times(creds: &mut [ObservedCredential], from: i64, to: i64) {
         assert!(cr <= rot, "{}", c.id);
         c.created_at = None;
         c.last_rotated_at = None;
+    }
+}
+
+/// Every credential lives in the cluster (its address without the scheme:
+/// the `scope` label value); cleared for the comparisons that follow.
+fn check_cluster(w: &World, creds: &mut [ObservedCredential]) {
+    let cluster = w.bao.addr.trim_start_matches("http://");
+    for c in creds {
+        assert_eq!(c.account, cluster, "{}", c.id);
+        c.account.clear();
     }
 }
 
@@ -444,6 +455,7 @@ fn expected_kv(w: &World, p: &Polled, match_values: bool) {
         }
     }
     check_times(&mut secret, from, to);
+    check_cluster(w, &mut secret);
     assert_eq!(
         secret,
         vec![
@@ -470,6 +482,7 @@ fn expected_kv(w: &World, p: &Polled, match_values: bool) {
         kv2[0].value_hashes.clear();
     }
     check_times(&mut kv2, from, to);
+    check_cluster(w, &mut kv2);
     assert_eq!(
         kv2,
         vec![kv("kv2/x/y", None, CredentialState::Active, false)]

@@ -42,6 +42,11 @@ pub struct Window {
 pub struct LabelsConfig {
     pub team_enabled: bool,
     pub team_max_values: usize,
+    /// `labels.scope`: identity and credential gauges carry `scope` (AWS
+    /// account id, Vault address ...), the first `scope_max_values` scopes
+    /// by first appearance, the rest `other`.
+    pub scope_enabled: bool,
+    pub scope_max_values: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,12 +73,15 @@ pub(crate) struct RawPrivileged {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLabels {
     #[serde(default)]
-    team: RawTeam,
+    team: RawCapped,
+    #[serde(default)]
+    scope: RawCapped,
 }
 
+/// An opt-in label capped at `max_values` (`labels.team`, `labels.scope`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawTeam {
+pub(crate) struct RawCapped {
     enabled: Option<bool>,
     max_values: Option<i64>,
 }
@@ -189,20 +197,35 @@ pub(crate) fn validate_policy(p: RawPolicy, issues: &mut Issues) -> Policy {
     }
 }
 
-pub(crate) fn validate_labels(l: RawLabels, issues: &mut Issues) -> LabelsConfig {
-    let max = match l.team.max_values {
-        None => 50,
-        Some(n) if (1..=1_000).contains(&n) => n as usize,
+/// `max_values` of a capped label: `default` when absent, else 1..=`limit`.
+fn max_values(v: Option<i64>, key: &str, default: usize, limit: i64, issues: &mut Issues) -> usize {
+    match v {
+        None => default,
+        Some(n) if (1..=limit).contains(&n) => n as usize,
         Some(n) => {
-            issues.push(
-                "labels.team.max_values",
-                format!("must be between 1 and 1000, got {n}"),
-            );
-            50
+            issues.push(key, format!("must be between 1 and {limit}, got {n}"));
+            default
         }
-    };
+    }
+}
+
+pub(crate) fn validate_labels(l: RawLabels, issues: &mut Issues) -> LabelsConfig {
     LabelsConfig {
         team_enabled: l.team.enabled.unwrap_or(false),
-        team_max_values: max,
+        team_max_values: max_values(
+            l.team.max_values,
+            "labels.team.max_values",
+            50,
+            1_000,
+            issues,
+        ),
+        scope_enabled: l.scope.enabled.unwrap_or(false),
+        scope_max_values: max_values(
+            l.scope.max_values,
+            "labels.scope.max_values",
+            1_000,
+            10_000,
+            issues,
+        ),
     }
 }

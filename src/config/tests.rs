@@ -23,6 +23,12 @@ fn defaults_apply() {
     assert_eq!(c.policy.privileged.aws_policies.len(), 3);
     assert!(!c.labels.team_enabled);
     assert_eq!(c.labels.team_max_values, 50);
+    assert!(!c.labels.scope_enabled);
+    assert_eq!(c.labels.scope_max_values, 1000);
+    let c = ok("labels: {scope: {enabled: true, max_values: 2}}");
+    assert!(c.labels.scope_enabled);
+    assert_eq!(c.labels.scope_max_values, 2);
+    assert!(!c.labels.team_enabled);
 }
 
 #[test]
@@ -59,6 +65,8 @@ fn each_rule_names_its_key() {
         ("policy: {privileged: {vault: [root]}}", "policy.privileged.vault: unknown key \"vault\""),
         ("labels: {team: {max_values: 0}}", "labels.team.max_values: must be between 1 and 1000"),
         ("labels: {team: {enabled: maybe}}", "labels.team.enabled: invalid type"),
+        ("labels: {scope: {max_values: 10001}}", "labels.scope.max_values: must be between 1 and 10000, got 10001"),
+        ("labels: {scope: {cap: 3}}", "labels.scope.cap: unknown key \"cap\""),
         ("sources: {a: 1}", "sources: must be a list"),
         ("sources: [{type: gitleaks, paths: [a]}]", "sources[0].name: is required"),
         ("sources: [{name: Bad Name, type: gitleaks, paths: [a]}]", "sources[0].name: \"Bad Name\" is not a valid source name"),

@@ -339,7 +339,13 @@ fn zero_fill<V: Default>(
             .keys()
             .any(|x| x.0 == source && x.1 == provider && x.2 == *k);
         if !present {
-            let key = (source.into(), provider.into(), k.to_string(), String::new());
+            let key = (
+                source.into(),
+                provider.into(),
+                k.to_string(),
+                String::new(),
+                String::new(),
+            );
             map.insert(key, V::default());
         }
     }
@@ -354,6 +360,7 @@ impl KpiCollector {
         use super::inventory::AGE_BANDS;
         let inv = &view.snapshot.inventory;
         let team_on = inv.team_labels;
+        let scope_on = inv.scope_labels;
         let mut ids = inv.identities.clone();
         let mut creds = inv.credentials.clone();
         let mut humans = inv.humans.clone();
@@ -364,26 +371,33 @@ impl KpiCollector {
                 .entry((src.clone(), k.provider.to_string()))
                 .or_insert(0);
         }
-        let pairs = |source: &str, provider: &str, kind: &str, team: &str| {
+        // The opt-in labels after the fixed ones.
+        let opt_in = |v: &mut Vec<(String, String)>, team: &str, scope: &str| {
+            if team_on {
+                v.push(("team".to_string(), team.to_string()));
+            }
+            if scope_on {
+                v.push(("scope".to_string(), scope.to_string()));
+            }
+        };
+        let pairs = |source: &str, provider: &str, kind: &str, team: &str, scope: &str| {
             let mut v = vec![
                 ("source".to_string(), source.to_string()),
                 ("provider".to_string(), provider.to_string()),
                 ("kind".to_string(), kind.to_string()),
             ];
-            if team_on {
-                v.push(("team".to_string(), team.to_string()));
-            }
+            opt_in(&mut v, team, scope);
             v
         };
         let g = |l: &[(String, String)], v: f64| {
             let p: Vec<(&str, &str)> = l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             gauge(&p, v)
         };
-        for ((source, provider, kind, team), c) in &ids {
+        for ((source, provider, kind, team, scope), c) in &ids {
             if !live.contains(source.as_str()) {
                 continue;
             }
-            let l = pairs(source, provider, kind, team);
+            let l = pairs(source, provider, kind, team, scope);
             push("nhi_identities", g(&l, c.total as f64));
             push(
                 "nhi_standing_privileged_identities",
@@ -401,13 +415,13 @@ impl KpiCollector {
                 );
             }
         }
-        // Age bands aggregate kinds: (source, provider, team) → counts.
-        let mut bands: BTreeMap<(&str, &str, &str), [u64; 4]> = BTreeMap::new();
-        for ((source, provider, kind, team), c) in &creds {
+        // Age bands aggregate kinds: (source, provider, team, scope) → counts.
+        let mut bands: BTreeMap<(&str, &str, &str, &str), [u64; 4]> = BTreeMap::new();
+        for ((source, provider, kind, team, scope), c) in &creds {
             if !live.contains(source.as_str()) {
                 continue;
             }
-            let l = pairs(source, provider, kind, team);
+            let l = pairs(source, provider, kind, team, scope);
             for (state, n) in [("active", c.active), ("inactive", c.inactive)] {
                 let mut ls = l.clone();
                 ls.push(("state".to_string(), state.to_string()));
@@ -421,21 +435,19 @@ impl KpiCollector {
             if let Some(age) = c.oldest_age {
                 push("nhi_credential_oldest_age_seconds", g(&l, age));
             }
-            let b = bands.entry((source, provider, team)).or_default();
+            let b = bands.entry((source, provider, team, scope)).or_default();
             for (i, n) in c.bands.iter().enumerate() {
                 b[i] += n;
             }
         }
-        for ((source, provider, team), counts) in bands {
+        for ((source, provider, team, scope), counts) in bands {
             for (i, (band, _)) in AGE_BANDS.iter().enumerate() {
                 let mut l = vec![
                     ("source".to_string(), source.to_string()),
                     ("provider".to_string(), provider.to_string()),
                     ("band".to_string(), band.to_string()),
                 ];
-                if team_on {
-                    l.push(("team".to_string(), team.to_string()));
-                }
+                opt_in(&mut l, team, scope);
                 push("nhi_credentials_by_age", g(&l, counts[i] as f64));
             }
         }

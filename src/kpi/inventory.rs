@@ -17,9 +17,9 @@ pub const AGE_BANDS: [(&str, i64); 4] = [
     ("gt_365d", i64::MAX),
 ];
 
-/// (source, provider, kind, team label; "" when team labels are off or the
-/// identity has no team).
-pub type KindKey = (String, String, String, String);
+/// (source, provider, kind, team label, scope label; each "" when its
+/// label is off or the row has no team / account).
+pub type KindKey = (String, String, String, String, String);
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IdentityCounts {
@@ -46,6 +46,8 @@ pub struct CredentialCounts {
 pub struct Inventory {
     /// `labels.team.enabled`: the identity and credential gauges carry `team`.
     pub team_labels: bool,
+    /// `labels.scope.enabled`: the identity and credential gauges carry `scope`.
+    pub scope_labels: bool,
     pub identities: BTreeMap<KindKey, IdentityCounts>,
     /// (source, provider) → human principals.
     pub humans: BTreeMap<(String, String), u64>,
@@ -80,37 +82,39 @@ impl Inventory {
     }
 }
 
-/// Team label values: the first `max_values` teams by first appearance keep
-/// their name, the rest are `other`; no team is "".
-fn team_labels(
+/// The values of a capped label (`teams` or `scopes` table): the first
+/// `max` names by first appearance keep their name, the rest are `other`.
+/// `None` when the label is off.
+fn capped_labels(
     conn: &Connection,
-    labels: &LabelsConfig,
-) -> Result<HashMap<String, String>, StoreError> {
-    let mut out = HashMap::new();
-    if !labels.team_enabled {
-        return Ok(out);
+    table: &str,
+    enabled: bool,
+    max: usize,
+) -> Result<Option<HashMap<String, String>>, StoreError> {
+    if !enabled {
+        return Ok(None);
     }
-    let mut stmt = conn.prepare("SELECT name, rank FROM teams")?;
+    let mut out = HashMap::new();
+    let mut stmt = conn.prepare(&format!("SELECT name, rank FROM {table}"))?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     for r in rows {
         let (name, rank) = r?;
-        let label = if rank as usize <= labels.team_max_values {
+        let label = if rank as usize <= max {
             name.clone()
         } else {
             "other".to_string()
         };
         out.insert(name, label);
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
-fn team_of(teams: &HashMap<String, String>, labels: &LabelsConfig, t: Option<String>) -> String {
-    if !labels.team_enabled {
-        return String::new();
-    }
-    match t {
-        None => String::new(),
-        Some(t) => teams.get(&t).cloned().unwrap_or_else(|| "other".into()),
+/// A row's label value: "" when the label is off or the row has none.
+fn label_of(values: &Option<HashMap<String, String>>, v: Option<String>) -> String {
+    match (values, v) {
+        (None, _) | (_, None) => String::new(),
+        (Some(_), Some(v)) if v.is_empty() => String::new(),
+        (Some(m), Some(v)) => m.get(&v).cloned().unwrap_or_else(|| "other".into()),
     }
 }
 
@@ -125,9 +129,16 @@ pub fn compute(
 ) -> Result<Inventory, StoreError> {
     let mut inv = Inventory {
         team_labels: labels.team_enabled,
+        scope_labels: labels.scope_enabled,
         ..Default::default()
     };
-    let teams = team_labels(conn, labels)?;
+    let teams = capped_labels(conn, "teams", labels.team_enabled, labels.team_max_values)?;
+    let scopes = capped_labels(
+        conn,
+        "scopes",
+        labels.scope_enabled,
+        labels.scope_max_values,
+    )?;
     let unused_cutoff = now - policy.unused_after.as_secs() as i64;
     let age_cutoff = now - policy.max_credential_age.as_secs() as i64;
     let wanted = |s: &str| sources.is_none_or(|set| set.contains(s));
@@ -146,8 +157,9 @@ pub fn compute(
                 AND NOT EXISTS (SELECT 1 FROM credentials c
                     WHERE c.source = i.source AND c.identity = i.ext_id AND c.state = 'active'
                       AND c.rotation_enabled = 0
-                      AND COALESCE(c.last_rotated_at, c.created_at) < ?2))
-         FROM identities i GROUP BY 1, 2, 3, 4, 5",
+                      AND COALESCE(c.last_rotated_at, c.created_at) < ?2)),
+            i.account
+         FROM identities i GROUP BY 1, 2, 3, 4, 5, 11",
     )?;
     let mut rows = stmt.query(params![unused_cutoff, age_cutoff])?;
     while let Some(r) = rows.next()? {
@@ -161,10 +173,11 @@ pub fn compute(
             *inv.humans.entry((source, provider)).or_default() += n;
             continue;
         }
-        let team = team_of(&teams, labels, r.get(3)?);
+        let team = label_of(&teams, r.get(3)?);
+        let scope = label_of(&scopes, r.get(10)?);
         let c = inv
             .identities
-            .entry((source, provider, r.get(2)?, team))
+            .entry((source, provider, r.get(2)?, team, scope))
             .or_default();
         c.total += n;
         c.standing_privileged += r.get::<_, i64>(6)? as u64;
@@ -178,11 +191,12 @@ pub fn compute(
     let mut stmt = conn.prepare(
         "SELECT source, provider, kind, team, state, COUNT(*),
             SUM(age >= ?2), SUM(rotation_enabled = 1), MAX(age),
-            SUM(age < ?3), SUM(age >= ?3 AND age < ?4), SUM(age >= ?4 AND age < ?5), SUM(age >= ?5)
-         FROM (SELECT source, provider, kind, team, state, rotation_enabled,
+            SUM(age < ?3), SUM(age >= ?3 AND age < ?4), SUM(age >= ?4 AND age < ?5), SUM(age >= ?5),
+            account
+         FROM (SELECT source, provider, kind, team, state, rotation_enabled, account,
                       ?1 - COALESCE(last_rotated_at, created_at) AS age
                FROM credentials WHERE state != 'deleted')
-         GROUP BY 1, 2, 3, 4, 5",
+         GROUP BY 1, 2, 3, 4, 5, 14",
     )?;
     let max_age = policy.max_credential_age.as_secs() as i64;
     let mut rows = stmt.query(params![
@@ -197,12 +211,13 @@ pub fn compute(
         if !wanted(&source) {
             continue;
         }
-        let team = team_of(&teams, labels, r.get(3)?);
+        let team = label_of(&teams, r.get(3)?);
+        let scope = label_of(&scopes, r.get(13)?);
         let state: String = r.get(4)?;
         let n = r.get::<_, i64>(5)? as u64;
         let c = inv
             .credentials
-            .entry((source, r.get(1)?, r.get(2)?, team))
+            .entry((source, r.get(1)?, r.get(2)?, team, scope))
             .or_default();
         if state != "active" {
             c.inactive += n;

@@ -116,6 +116,8 @@ pub fn compute(conn: &Connection, policy: &Policy, now: i64) -> Result<Snapshot,
     let labels = LabelsConfig {
         team_enabled: false,
         team_max_values: 0,
+        scope_enabled: false,
+        scope_max_values: 0,
     };
     compute_with(conn, policy, &labels, None, now)
 }

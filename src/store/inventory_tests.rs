@@ -37,6 +37,7 @@ fn user(id: &str, privileged: bool, last_used: Option<i64>) -> ObservedIdentity 
 fn key(id: &str, owner: &str, rotated: i64, state: CredentialState) -> ObservedCredential {
     ObservedCredential {
         provider: "aws",
+        account: String::new(),
         kind: "access_key",
         id: id.into(),
         identity: Some(owner.into()),
@@ -75,6 +76,8 @@ fn snapshot(store: &Store, now: i64, teams: bool) -> kpi::Snapshot {
     let labels = LabelsConfig {
         team_enabled: teams,
         team_max_values: 1,
+        scope_enabled: false,
+        scope_max_values: 1,
     };
     kpi::compute_with(
         &store.reader().unwrap(),
@@ -137,7 +140,13 @@ fn identity_and_credential_kpis_have_exact_values() {
     );
     let s = snapshot(&store, T0, false);
     let inv = &s.inventory;
-    let users = &inv.identities[&("aws".into(), "aws".into(), "user".into(), String::new())];
+    let users = &inv.identities[&(
+        "aws".into(),
+        "aws".into(),
+        "user".into(),
+        String::new(),
+        String::new(),
+    )];
     assert_eq!(users.total, 3);
     assert_eq!(users.standing_privileged, 1);
     assert_eq!(users.unused, 1);
@@ -151,11 +160,18 @@ fn identity_and_credential_kpis_have_exact_values() {
         "aws".into(),
         "access_key".into(),
         String::new(),
+        String::new(),
     )];
     assert_eq!((keys.active, keys.inactive, keys.long_lived), (2, 1, 1));
     assert_eq!(keys.oldest_age, Some((400 * DAY) as f64));
     assert_eq!(keys.bands, [0, 1, 0, 1]);
-    let secrets = &inv.credentials[&("aws".into(), "aws".into(), "secret".into(), String::new())];
+    let secrets = &inv.credentials[&(
+        "aws".into(),
+        "aws".into(),
+        "secret".into(),
+        String::new(),
+        String::new(),
+    )];
     assert_eq!(
         (secrets.active, secrets.rotation_enabled, secrets.bands),
         (1, 1, [1, 0, 0, 0])
@@ -204,6 +220,7 @@ fn identity_and_credential_kpis_have_exact_values() {
         "aws".into(),
         "access_key".into(),
         String::new(),
+        String::new(),
     )];
     assert_eq!((keys.active, keys.inactive), (1, 0));
     // The secret lives in another scope of the same source: untouched? No:
@@ -212,6 +229,7 @@ fn identity_and_credential_kpis_have_exact_values() {
         "aws".into(),
         "aws".into(),
         "secret".into(),
+        String::new(),
         String::new()
     )));
 }
@@ -348,6 +366,7 @@ fn a_vault_value_rotated_after_the_leak_is_a_revocation() {
     let store = open_store(&dir);
     let kv = |rotated: i64, value: u8| ObservedCredential {
         provider: "vault",
+        account: String::new(),
         kind: "kv",
         id: "secret/app/db".into(),
         identity: None,
@@ -533,4 +552,97 @@ fn a_leak_linked_to_two_keys_is_revoked_when_both_are_unusable() {
     );
     let s = snapshot(&store, T0 + 30, false);
     assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+}
+
+#[test]
+fn scope_labels_are_accounts_capped_in_order_of_first_appearance() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let in_account = |id: &str, account: &str| ObservedIdentity {
+        account: account.into(),
+        ..user(id, false, Some(T0))
+    };
+    let key_in = |id: &str, owner: &str, account: &str| ObservedCredential {
+        account: account.into(),
+        ..key(id, owner, T0 - 100 * DAY, CredentialState::Active)
+    };
+    // Account 111 appears first, then 222 and 333: with max_values 2 the
+    // third is `other`.
+    inventory(
+        &store,
+        "org",
+        T0,
+        "111111111111/iam",
+        vec![in_account("u1", "111111111111")],
+        vec![key_in("AKIA1", "u1", "111111111111")],
+    );
+    inventory(
+        &store,
+        "org",
+        T0,
+        "222222222222/iam",
+        vec![
+            in_account("u2", "222222222222"),
+            in_account("u3", "222222222222"),
+        ],
+        vec![],
+    );
+    inventory(
+        &store,
+        "org",
+        T0,
+        "333333333333/iam",
+        vec![in_account("u4", "333333333333")],
+        vec![
+            key_in("AKIA4", "u4", "333333333333"),
+            key_in("AKIA5", "u4", "333333333333"),
+        ],
+    );
+    let reader = store.reader().unwrap();
+    let labels = LabelsConfig {
+        team_enabled: false,
+        team_max_values: 50,
+        scope_enabled: true,
+        scope_max_values: 2,
+    };
+    let s = kpi::compute_with(&reader, &Policy::default(), &labels, None, T0).unwrap();
+    let ids: Vec<(String, u64)> = s
+        .inventory
+        .identities
+        .iter()
+        .map(|(k, c)| (k.4.clone(), c.total))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("111111111111".into(), 1),
+            ("222222222222".into(), 2),
+            ("other".into(), 1)
+        ]
+    );
+    let creds: Vec<(String, u64, u64)> = s
+        .inventory
+        .credentials
+        .iter()
+        .map(|(k, c)| (k.4.clone(), c.active, c.long_lived))
+        .collect();
+    assert_eq!(
+        creds,
+        vec![("111111111111".into(), 1, 1), ("other".into(), 2, 2)]
+    );
+    // Off: one series, no scope.
+    let s = kpi::compute_with(
+        &reader,
+        &Policy::default(),
+        &LabelsConfig {
+            scope_enabled: false,
+            ..labels
+        },
+        None,
+        T0,
+    )
+    .unwrap();
+    assert_eq!(s.inventory.identities.len(), 1);
+    let only = s.inventory.identities.iter().next().unwrap();
+    assert_eq!((only.0 .4.as_str(), only.1.total), ("", 4));
 }

@@ -248,6 +248,27 @@ ALTER TABLE exposures ADD COLUMN reopened_at INTEGER;
 "#,
         None,
     ),
+    // v5: the `scope` label. A credential's account (AWS account id, Vault
+    // cluster), and scopes ranked by first appearance like teams.
+    (
+        r#"
+ALTER TABLE credentials ADD COLUMN account TEXT NOT NULL DEFAULT '';
+UPDATE credentials SET account = COALESCE(
+    (SELECT i.account FROM identities i
+     WHERE i.source = credentials.source AND i.ext_id = credentials.identity), '')
+ WHERE identity IS NOT NULL;
+-- Scopes (accounts) in order of first appearance: the first
+-- labels.scope.max_values are label values, the rest are `other`.
+CREATE TABLE scopes(
+    name TEXT PRIMARY KEY,
+    rank INTEGER NOT NULL UNIQUE
+) WITHOUT ROWID;
+INSERT INTO scopes(name, rank)
+    SELECT account, ROW_NUMBER() OVER (ORDER BY MIN(id)) FROM identities
+    WHERE account != '' GROUP BY account;
+"#,
+        None,
+    ),
 ];
 
 /// The bucket bounds (seconds) the v2 schema stored histograms with.

@@ -135,6 +135,8 @@ impl Drop for Moto {
 pub struct CountingProxy {
     pub endpoint: String,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// (account, action) → requests; see [`CountingProxy::account_counts`].
+    by_account: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     faults: Faults,
     task: tokio::task::JoinHandle<()>,
 }
@@ -156,6 +158,30 @@ fn action_of(headers: &hyper::HeaderMap, query: Option<&str>, body: &[u8]) -> St
     "unknown".to_string()
 }
 
+/// The access key id of a SigV4 `Authorization` header (`Credential=KEY/...`).
+fn key_of(auth: &str) -> String {
+    auth.split("Credential=")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The account of the `RoleArn` of an AssumeRole form body.
+fn role_account_of(form: &str) -> Option<String> {
+    let arn = form.split('&').find_map(|p| p.strip_prefix("RoleArn="))?;
+    let arn = arn.replace("%3A", ":");
+    arn.split(':').nth(4).map(str::to_string)
+}
+
+/// The text of the first `<name>` element of an XML body.
+fn xml_value(body: &[u8], name: &str) -> Option<String> {
+    let s = std::str::from_utf8(body).ok()?;
+    let start = s.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = s[start..].find(&format!("</{name}>"))? + start;
+    Some(s[start..end].to_string())
+}
+
 impl CountingProxy {
     pub async fn start(upstream: &str) -> CountingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -171,6 +197,10 @@ impl CountingProxy {
         let c2 = counts.clone();
         let faults: Faults = Arc::default();
         let f2 = faults.clone();
+        let by_account: Arc<Mutex<BTreeMap<(String, String), u64>>> = Arc::default();
+        let b2 = by_account.clone();
+        // Access key id → account, learnt from AssumeRole responses.
+        let sessions: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -178,6 +208,8 @@ impl CountingProxy {
                 };
                 let counts = c2.clone();
                 let faults = f2.clone();
+                let by_account = b2.clone();
+                let sessions = sessions.clone();
                 let client = client.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
@@ -185,6 +217,8 @@ impl CountingProxy {
                         move |req: hyper::Request<hyper::body::Incoming>| {
                             let counts = counts.clone();
                             let faults = faults.clone();
+                            let by_account = by_account.clone();
+                            let sessions = sessions.clone();
                             let client = client.clone();
                             let upstream = upstream.clone();
                             async move {
@@ -195,18 +229,33 @@ impl CountingProxy {
                                     .map(|b| b.to_bytes())
                                     .unwrap_or_default();
                                 let action = action_of(&parts.headers, parts.uri.query(), &body);
-                                *counts.lock().unwrap().entry(action).or_default() += 1;
+                                *counts.lock().unwrap().entry(action.clone()).or_default() += 1;
                                 let auth = parts
                                     .headers
                                     .get(hyper::header::AUTHORIZATION)
                                     .and_then(|v| v.to_str().ok())
                                     .unwrap_or("")
                                     .to_string();
+                                let key = key_of(&auth);
+                                let account = sessions
+                                    .lock()
+                                    .unwrap()
+                                    .get(&key)
+                                    .cloned()
+                                    .unwrap_or_else(|| "self".to_string());
+                                *by_account
+                                    .lock()
+                                    .unwrap()
+                                    .entry((account, action.clone()))
+                                    .or_default() += 1;
+                                let form = String::from_utf8_lossy(&body).to_string();
                                 let fault = faults
                                     .lock()
                                     .unwrap()
                                     .iter()
-                                    .find(|(m, ..)| auth.contains(m.as_str()))
+                                    .find(|(m, ..)| {
+                                        auth.contains(m.as_str()) || form.contains(m.as_str())
+                                    })
                                     .cloned();
                                 if let Some((_, status, ctype, body)) = fault {
                                     return Ok(hyper::Response::builder()
@@ -234,6 +283,14 @@ impl CountingProxy {
                                         let status = r.status();
                                         let headers = r.headers().clone();
                                         let bytes = r.bytes().await.unwrap_or_default();
+                                        if action == "AssumeRole" && status.is_success() {
+                                            if let (Some(acct), Some(k)) = (
+                                                role_account_of(&form),
+                                                xml_value(&bytes, "AccessKeyId"),
+                                            ) {
+                                                sessions.lock().unwrap().insert(k, acct);
+                                            }
+                                        }
                                         let mut b = hyper::Response::builder().status(status);
                                         for (k, v) in headers.iter() {
                                             if k != hyper::header::CONTENT_LENGTH
@@ -263,6 +320,7 @@ impl CountingProxy {
         CountingProxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             counts,
+            by_account,
             faults,
             task,
         }
@@ -290,6 +348,31 @@ impl CountingProxy {
         ));
     }
 
+    /// Answer `sts:AssumeRole` of any role in `account` with STS's
+    /// `AccessDenied` (HTTP 403), as AWS does when the role does not exist
+    /// or does not trust the caller. moto itself lets any role be assumed,
+    /// existing or not.
+    pub fn deny_assume_role(&self, account: &str) {
+        self.faults.lock().unwrap().push((
+            format!("RoleArn=arn%3Aaws%3Aiam%3A%3A{account}%3Arole"),
+            403,
+            "text/xml",
+            format!("<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/nhi is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{account}:role/nhi-exporter-read</Message></Error><RequestId>c2f1a0b4</RequestId></ErrorResponse>"),
+        ));
+    }
+
+    /// Requests per action made with the credentials of an assumed role in
+    /// `account` (`"self"`: the caller's own credentials).
+    pub fn account_counts(&self, account: &str) -> BTreeMap<String, u64> {
+        self.by_account
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((a, _), _)| a == account)
+            .map(|((_, action), n)| (action.clone(), *n))
+            .collect()
+    }
+
     pub fn clear_faults(&self) {
         self.faults.lock().unwrap().clear();
     }
@@ -313,6 +396,7 @@ impl CountingProxy {
 
     pub fn reset(&self) {
         self.counts.lock().unwrap().clear();
+        self.by_account.lock().unwrap().clear();
     }
 }
 

@@ -21,6 +21,21 @@ pub struct AwsConfig {
     pub assume_role_arn: Option<String>,
     /// A compatible endpoint (moto, LocalStack) instead of AWS's own.
     pub endpoint_url: Option<String>,
+    /// Poll every member account of the organization instead of one.
+    pub organization: Option<OrgConfig>,
+}
+
+/// `organization`: the member accounts to poll and the role to assume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrgConfig {
+    /// Assumed in each account (`arn:aws:iam::<id>:role/<role_name>`).
+    pub role_name: String,
+    pub external_id: Option<String>,
+    /// Globs on the account id or name; default `*`.
+    pub include: Vec<glob::Pattern>,
+    pub exclude: Vec<glob::Pattern>,
+    /// Accounts polled at once (1..=64, default 8).
+    pub concurrency: usize,
 }
 
 impl SourceSettings for AwsConfig {
@@ -44,6 +59,94 @@ struct RawAws {
     services: Option<Vec<String>>,
     assume_role_arn: Option<String>,
     endpoint_url: Option<String>,
+    organization: Option<RawOrg>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrg {
+    role_name: Option<String>,
+    external_id: Option<String>,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    concurrency: Option<i64>,
+}
+
+/// IAM role names (with an optional path): `[A-Za-z0-9+=,.@_-]`, `/`
+/// between path segments.
+fn role_name_ok(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 512
+        && !n.starts_with('/')
+        && !n.ends_with('/')
+        && !n.contains("//")
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+}
+
+fn validate_org(r: RawOrg, path: &str, issues: &mut Issues) -> OrgConfig {
+    let role_name = r
+        .role_name
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
+    if role_name.is_empty() {
+        issues.push(
+            format!("{path}.role_name"),
+            "is required: the role assumed in every member account, e.g. nhi-exporter-read (deploy/aws/ creates it)",
+        );
+    } else if !role_name_ok(&role_name) {
+        issues.push(
+            format!("{path}.role_name"),
+            format!("{role_name:?} is not an IAM role name: use letters, digits and +=,.@_- (a path with /), e.g. nhi-exporter-read"),
+        );
+    }
+    let external_id = r.external_id.map(|e| e.trim().to_string());
+    if let Some(e) = &external_id {
+        let ok = (2..=1224).contains(&e.len())
+            && e.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@:/_-".contains(c));
+        if !ok {
+            issues.push(
+                format!("{path}.external_id"),
+                "must be 2 to 1224 characters of letters, digits and +=,.@:/_- (the sts:ExternalId of the role's trust policy)",
+            );
+        }
+    }
+    let mut globs = |key: &str, list: Vec<String>| -> Vec<glob::Pattern> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, g)| match glob::Pattern::new(g.trim()) {
+                Ok(p) if !g.trim().is_empty() => Some(p),
+                _ => {
+                    issues.push(
+                        format!("{path}.{key}[{i}]"),
+                        format!("{g:?} is not a glob of account ids or names, e.g. \"1234*\" or \"prod-*\""),
+                    );
+                    None
+                }
+            })
+            .collect()
+    };
+    let include = globs("include", r.include.unwrap_or_else(|| vec!["*".into()]));
+    let exclude = globs("exclude", r.exclude.unwrap_or_default());
+    let concurrency = match r.concurrency {
+        None => 8,
+        Some(n) if (1..=64).contains(&n) => n as usize,
+        Some(n) => {
+            issues.push(
+                format!("{path}.concurrency"),
+                format!("must be between 1 and 64 accounts at a time, got {n}"),
+            );
+            8
+        }
+    };
+    OrgConfig {
+        role_name,
+        external_id,
+        include,
+        exclude,
+        concurrency,
+    }
 }
 
 fn aws_region_ok(r: &str) -> bool {
@@ -130,10 +233,14 @@ fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> AwsConfig {
             issues,
         )
     });
+    let organization = r
+        .organization
+        .map(|o| validate_org(o, &format!("{path}.organization"), issues));
     AwsConfig {
         regions,
         services,
         assume_role_arn,
         endpoint_url,
+        organization,
     }
 }

@@ -308,6 +308,7 @@ fn access_key(
 ) -> ObservedCredential {
     ObservedCredential {
         provider: PROVIDER,
+        account: account_of(&user.arn).unwrap_or_default(),
         kind: "access_key",
         id,
         identity: Some(user.id.clone()),
@@ -547,26 +548,29 @@ async fn key_last_used(
 pub async fn scan(
     client: &aws_sdk_iam::Client,
     ctx: &PollContext,
+    scope: &str,
+    account: Option<&str>,
 ) -> Result<InventoryScan, SourceError> {
     let details = fetch_details(client).await?;
     let report = fetch_report(client, ctx).await?;
-    let account = details
-        .account()
+    let account = account
+        .map(str::to_string)
+        .or_else(|| details.account())
         .or_else(|| report.values().find_map(|r| account_of(&r.arn)))
         .unwrap_or_else(|| "unknown".to_string());
     let identities = identities(&details, &account, &report, &ctx.policy);
 
     let mut known: HashMap<&str, Vec<&KnownCredential>> = HashMap::new();
-    for k in &ctx.known_credentials {
+    // This scope's keys only: under `organization` each account is a scope.
+    let mine = ctx.known_credentials.iter().filter(|k| k.scope == scope);
+    for k in mine.clone() {
         if k.kind == "access_key" {
             if let Some(owner) = k.identity.as_deref() {
                 known.entry(owner).or_default().push(k);
             }
         }
     }
-    let linked_owners: HashSet<&str> = ctx
-        .known_credentials
-        .iter()
+    let linked_owners: HashSet<&str> = mine
         .filter(|k| k.kind == "access_key" && ctx.linked_credentials.contains(&k.id))
         .filter_map(|k| k.identity.as_deref())
         .collect();
@@ -619,7 +623,7 @@ pub async fn scan(
         }
     }
     Ok(InventoryScan {
-        scope: "iam".to_string(),
+        scope: scope.to_string(),
         observed_at: ctx.now,
         identities,
         credentials,

@@ -47,6 +47,14 @@
 //! Active (Inactive when DeletedDate is set), rotation_enabled =
 //! RotationEnabled. Secret values are never read.
 //!
+//! ## `organization` (see [`org`])
+//! `ListAccounts` with the source's own credentials, then per selected
+//! ACTIVE account `AssumeRole` of `role_name` and the scopes above as
+//! `<account>/iam` and `<account>/secretsmanager/{region}`, `concurrency`
+//! accounts at a time. An account whose role cannot be assumed is one
+//! `TargetFailed` (target = the account id); error messages start with
+//! `account <id> (<name>): `.
+//!
 //! ## Errors
 //! AccessDenied, UnrecognizedClient, InvalidClientTokenId, ExpiredToken →
 //! `auth`; Throttling, ThrottlingException → `rate_limited`; other 4xx →
@@ -58,18 +66,21 @@ mod config;
 #[cfg(test)]
 mod config_tests;
 pub mod iam;
+pub mod org;
 pub mod report;
 pub mod secrets;
 
-pub use config::{AwsConfig, AwsService};
+pub use config::{AwsConfig, AwsService, OrgConfig};
 
 use super::registry::Registration;
-use super::{ObservationSender, PollContext, PollFuture, Source};
+use super::{bounded, ObservationSender, PollContext, PollFuture, Source};
 use crate::model::InventoryKinds;
-use crate::model::{ErrorReason, InventoryScan, ObservationItem, SourceError};
+use crate::model::{unix_now, ErrorReason, InventoryScan, ObservationItem, SourceError};
 use aws_config::BehaviorVersion;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::config::http::HttpResponse;
 use aws_sdk_iam::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub const PROVIDER: &str = "aws";
@@ -106,10 +117,30 @@ struct Clients {
     secrets: Vec<(String, aws_sdk_secretsmanager::Client)>,
 }
 
+/// What a source builds once: the SDK configuration with the source's own
+/// credentials, its clients, and under `organization` the Organizations
+/// and STS clients.
+#[derive(Clone)]
+struct Base {
+    shared: aws_config::SdkConfig,
+    clients: Clients,
+    orgs: aws_sdk_organizations::Client,
+    sts: aws_sdk_sts::Client,
+}
+
+/// A member account's session: its clients and when to renew them.
+#[derive(Clone)]
+struct Session {
+    clients: Clients,
+    renew_at: i64,
+}
+
 #[derive(Clone)]
 pub struct AwsSource {
     cfg: AwsConfig,
-    clients: Arc<Mutex<Option<Clients>>>,
+    base: Arc<Mutex<Option<Base>>>,
+    /// Under `organization`: account id → its current session.
+    sessions: Arc<Mutex<HashMap<String, Session>>>,
 }
 
 impl std::fmt::Debug for AwsSource {
@@ -118,62 +149,37 @@ impl std::fmt::Debug for AwsSource {
     }
 }
 
+/// One scope's outcome: (scope, its complete inventory or why it failed).
+type Outcome = (String, Result<InventoryScan, SourceError>);
+
 impl AwsSource {
     pub fn new(cfg: AwsConfig) -> Self {
         Self {
             cfg,
-            clients: Arc::new(Mutex::new(None)),
+            base: Arc::new(Mutex::new(None)),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    async fn clients(&self) -> Clients {
-        if let Some(c) = self
-            .clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            return c.clone();
+    async fn base(&self) -> Base {
+        if let Some(b) = self.base.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            return b.clone();
         }
-        let built = build_clients(&self.cfg).await;
-        *self.clients.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
+        let built = build_base(&self.cfg).await;
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = Some(built.clone());
         built
     }
 
     pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
-        let clients = self.clients().await;
-        let deadline = tokio::time::Instant::from_std(ctx.deadline);
+        let base = self.base().await;
+        let ctx = Arc::new(ctx);
+        let outcomes = match &self.cfg.organization {
+            None => scan_account(self.cfg.clone(), base.clients.clone(), ctx.clone(), None).await,
+            Some(org) => self.poll_organization(org, &base, ctx.clone()).await?,
+        };
+        let scopes = outcomes.len();
         let mut failed: Option<SourceError> = None;
         let mut ok = 0usize;
-        // IAM and the regions' Secrets Manager run side by side.
-        let iam_scope = async {
-            if !self.cfg.services.contains(&AwsService::Iam) {
-                return None;
-            }
-            let r = within(deadline, "iam", iam::scan(&clients.iam, &ctx)).await;
-            Some(("iam".to_string(), r))
-        };
-        let secret_scopes = async {
-            let mut v = Vec::new();
-            if !self.cfg.services.contains(&AwsService::SecretsManager) {
-                return v;
-            }
-            for (region, client) in &clients.secrets {
-                let scope = format!("secretsmanager/{region}");
-                let r = within(
-                    deadline,
-                    &scope,
-                    secrets::scan(client, region, &ctx.policy.team_tag, ctx.now),
-                )
-                .await;
-                v.push((scope, r));
-            }
-            v
-        };
-        let (iam_outcome, secret_outcomes) = tokio::join!(iam_scope, secret_scopes);
-        let outcomes: Vec<(String, Result<InventoryScan, SourceError>)> =
-            iam_outcome.into_iter().chain(secret_outcomes).collect();
-        let scopes = outcomes.len();
         for (scope, r) in outcomes {
             let item = match r {
                 Ok(scan) => {
@@ -198,6 +204,125 @@ impl AwsSource {
             _ => Ok(()),
         }
     }
+
+    /// List the organization's accounts and scan the selected ones,
+    /// `concurrency` at a time. An account whose role cannot be assumed is
+    /// one failed target (the account id); its stored state is kept.
+    async fn poll_organization(
+        &self,
+        org: &OrgConfig,
+        base: &Base,
+        ctx: Arc<PollContext>,
+    ) -> Result<Vec<Outcome>, SourceError> {
+        let deadline = tokio::time::Instant::from_std(ctx.deadline);
+        let listed = within(deadline, "ListAccounts", org::list_accounts(&base.orgs)).await?;
+        let accounts = org::select(listed, org);
+        if accounts.is_empty() {
+            tracing::warn!(source = %ctx.source, "aws organization: no ACTIVE account matches include/exclude");
+        }
+        let per_account = bounded(org.concurrency, accounts, |account| {
+            let (cfg, base, ctx, org) = (self.cfg.clone(), base.clone(), ctx.clone(), org.clone());
+            let sessions = self.sessions.clone();
+            async move {
+                let deadline = tokio::time::Instant::from_std(ctx.deadline);
+                let label = format!("account {} ({})", account.id, account.name);
+                let cached = sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&account.id)
+                    // Sessions expire in wall-clock time.
+                    .filter(|s| s.renew_at > unix_now())
+                    .map(|s| s.clients.clone());
+                let clients = match cached {
+                    Some(c) => c,
+                    None => match within(deadline, &label, org::assume(&base.sts, &account, &org))
+                        .await
+                    {
+                        Ok((creds, expires)) => {
+                            let conf = base
+                                .shared
+                                .clone()
+                                .into_builder()
+                                .credentials_provider(SharedCredentialsProvider::new(creds))
+                                .build();
+                            let clients = clients_for(&conf, &cfg.regions);
+                            let renew_at = expires.map_or(0, |e| e - org::RENEW_BEFORE);
+                            sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                                account.id.clone(),
+                                Session {
+                                    clients: clients.clone(),
+                                    renew_at,
+                                },
+                            );
+                            clients
+                        }
+                        Err(mut e) => {
+                            e.message = format!("{label}: {}", e.message);
+                            return Ok(vec![(account.id.clone(), Err(e))]);
+                        }
+                    },
+                };
+                let mut outcomes = scan_account(cfg, clients, ctx, Some(account.id.clone())).await;
+                for (_, r) in &mut outcomes {
+                    if let Err(e) = r {
+                        e.message = format!("{label}: {}", e.message);
+                    }
+                }
+                Ok(outcomes)
+            }
+        })
+        .await?;
+        Ok(per_account.into_iter().flatten().collect())
+    }
+}
+
+/// Scan one account's scopes side by side (IAM, and Secrets Manager per
+/// region). Under `organization` the scopes are `<account>/iam` and
+/// `<account>/secretsmanager/<region>`, so each account's complete
+/// listing deletes only its own.
+async fn scan_account(
+    cfg: AwsConfig,
+    clients: Clients,
+    ctx: Arc<PollContext>,
+    account: Option<String>,
+) -> Vec<Outcome> {
+    let deadline = tokio::time::Instant::from_std(ctx.deadline);
+    let prefix = account
+        .as_ref()
+        .map(|a| format!("{a}/"))
+        .unwrap_or_default();
+    let iam_scope = async {
+        if !cfg.services.contains(&AwsService::Iam) {
+            return None;
+        }
+        let scope = format!("{prefix}iam");
+        let r = within(
+            deadline,
+            &scope,
+            iam::scan(&clients.iam, &ctx, &scope, account.as_deref()),
+        )
+        .await;
+        Some((scope, r))
+    };
+    let secret_scopes = async {
+        let mut v = Vec::new();
+        if !cfg.services.contains(&AwsService::SecretsManager) {
+            return v;
+        }
+        for (region, client) in &clients.secrets {
+            let scope = format!("{prefix}secretsmanager/{region}");
+            let r = within(
+                deadline,
+                &scope,
+                secrets::scan(client, &scope, &ctx.policy.team_tag, ctx.now),
+            )
+            .await;
+            v.push((scope, r));
+        }
+        v
+    };
+    let (iam_outcome, secret_outcomes) = tokio::join!(iam_scope, secret_scopes);
+    iam_outcome.into_iter().chain(secret_outcomes).collect()
 }
 
 async fn within<T>(
@@ -214,7 +339,7 @@ async fn within<T>(
     }
 }
 
-async fn build_clients(cfg: &AwsConfig) -> Clients {
+async fn build_base(cfg: &AwsConfig) -> Base {
     let first = cfg
         .regions
         .first()
@@ -241,17 +366,23 @@ async fn build_clients(cfg: &AwsConfig) -> Clients {
             .await;
         shared = shared
             .into_builder()
-            .credentials_provider(
-                aws_credential_types::provider::SharedCredentialsProvider::new(provider),
-            )
+            .credentials_provider(SharedCredentialsProvider::new(provider))
             .build();
     }
-    let iam = aws_sdk_iam::Client::new(&shared);
-    let secrets = cfg
-        .regions
+    Base {
+        clients: clients_for(&shared, &cfg.regions),
+        orgs: aws_sdk_organizations::Client::new(&shared),
+        sts: aws_sdk_sts::Client::new(&shared),
+        shared,
+    }
+}
+
+fn clients_for(shared: &aws_config::SdkConfig, regions: &[String]) -> Clients {
+    let iam = aws_sdk_iam::Client::new(shared);
+    let secrets = regions
         .iter()
         .map(|r| {
-            let conf = aws_sdk_secretsmanager::config::Builder::from(&shared)
+            let conf = aws_sdk_secretsmanager::config::Builder::from(shared)
                 .region(aws_config::Region::new(r.clone()))
                 .build();
             (r.clone(), aws_sdk_secretsmanager::Client::from_conf(conf))

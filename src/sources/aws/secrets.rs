@@ -1,4 +1,5 @@
-//! The `secretsmanager/{region}` scopes: `ListSecrets` of one region.
+//! The `secretsmanager/{region}` scopes (`<account>/secretsmanager/{region}`
+//! under `organization`): `ListSecrets` of one region.
 
 use super::{sdk_error, PROVIDER};
 use crate::model::{CredentialState, ErrorReason, InventoryScan, ObservedCredential, SourceError};
@@ -17,6 +18,7 @@ pub fn secret_credential(e: &SecretListEntry, team_tag: &str) -> Option<Observed
         .map(str::to_string);
     Some(ObservedCredential {
         provider: PROVIDER,
+        account: super::iam::account_of(arn).unwrap_or_default(),
         kind: "secret",
         id: arn.to_string(),
         identity: None,
@@ -39,7 +41,7 @@ pub fn secret_credential(e: &SecretListEntry, team_tag: &str) -> Option<Observed
 /// deletion included, as inactive).
 pub async fn scan(
     client: &aws_sdk_secretsmanager::Client,
-    region: &str,
+    scope: &str,
     team_tag: &str,
     now: i64,
 ) -> Result<InventoryScan, SourceError> {
@@ -63,7 +65,7 @@ pub async fn scan(
             Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => {
                 return Ok(InventoryScan {
-                    scope: format!("secretsmanager/{region}"),
+                    scope: scope.to_string(),
                     observed_at: now,
                     identities: Vec::new(),
                     credentials,
@@ -101,6 +103,7 @@ mod tests {
             "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"
         );
         assert_eq!(c.identity, None);
+        assert_eq!(c.account, "123456789012");
         assert_eq!(c.team.as_deref(), Some("payments"));
         assert_eq!(c.created_at, Some(1_000));
         assert_eq!(c.last_rotated_at, Some(2_000));

@@ -166,6 +166,7 @@ pub fn parse_secret_id_lookup(
     Ok((
         ObservedCredential {
             provider: PROVIDER,
+            account: String::new(),
             kind: "secret_id",
             id,
             identity: Some(identity.to_string()),

@@ -129,6 +129,7 @@ pub fn parse_kv_metadata(
     };
     Ok(ObservedCredential {
         provider: PROVIDER,
+        account: String::new(),
         kind: "kv",
         id: format!("{}/{}", mount.trim_matches('/'), path),
         identity: None,

@@ -123,7 +123,9 @@ use super::http::{self, HttpClient};
 use super::registry::Registration;
 use super::{ObservationSender, PollContext, PollFuture, Source};
 use crate::config::Credential;
-use crate::model::{ErrorReason, InventoryKinds, InventoryScan, ObservationItem, SourceError};
+use crate::model::{
+    ErrorReason, InventoryKinds, InventoryScan, ObservationItem, ObservedCredential, SourceError,
+};
 use api::{parse_err, Api};
 use approle::{read_approle, read_approle_mounts};
 use bytes::Bytes;
@@ -386,7 +388,11 @@ impl VaultSource {
         ctx: &PollContext,
         account: &str,
     ) -> Result<ScopeResult, SourceError> {
-        let scan = |identities, credentials| {
+        let scan = |identities, mut credentials: Vec<ObservedCredential>| {
+            // Every credential lives in this cluster (the `scope` label).
+            for c in &mut credentials {
+                c.account = account.to_string();
+            }
             ScopeResult::Scan(InventoryScan {
                 scope: scope.name(),
                 observed_at: ctx.now,

@@ -65,6 +65,7 @@ fn kv_metadata_with_rotation_and_team() {
         c,
         ObservedCredential {
             provider: "vault",
+            account: String::new(),
             kind: "kv",
             id: "secret/app/db".into(),
             identity: None,
@@ -195,6 +196,7 @@ fn token_lookups_are_classified() {
         *c,
         ObservedCredential {
             provider: "vault",
+            account: String::new(),
             kind: "token",
             id: "x2uRcY2ssXNklkUagovZJbws".into(),
             identity: Some("x2uRcY2ssXNklkUagovZJbws".into()),
@@ -251,6 +253,7 @@ fn approle_parts() {
         never,
         ObservedCredential {
             provider: "vault",
+            account: String::new(),
             kind: "secret_id",
             id: "c22656be-5498-d07e-b532-d2e0825263d0".into(),
             identity: Some("approle/ci".into()),

@@ -152,6 +152,7 @@ pub fn parse_token_lookup(
     }
     let cred = ObservedCredential {
         provider: PROVIDER,
+        account: String::new(),
         kind: "token",
         id: accessor.clone(),
         identity: Some(accessor),

@@ -13,6 +13,15 @@ impl PollApplier<'_> {
         Ok(())
     }
 
+    pub(super) fn scope_rank(&mut self, scope: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO scopes(name, rank) SELECT ?1, COALESCE(MAX(rank), 0) + 1 FROM scopes",
+            )?
+            .execute([scope])?;
+        Ok(())
+    }
+
     /// Apply the complete inventory of one scope of this source: upsert
     /// what changed, delete identities and mark credentials `deleted` that
     /// are absent, link leaks to credential values, and re-derive the
@@ -24,6 +33,9 @@ impl PollApplier<'_> {
         // In order of appearance: the first teams seen keep their label.
         let mut teams: Vec<&str> = Vec::new();
         let mut team_seen: HashSet<&str> = HashSet::new();
+        // Likewise the scopes (accounts), for the `scope` label.
+        let mut scopes: Vec<&str> = Vec::new();
+        let mut scope_seen: HashSet<&str> = HashSet::new();
 
         let existing: HashMap<String, (i64, Vec<u8>)> = {
             let mut stmt = self.tx.prepare_cached(
@@ -41,6 +53,9 @@ impl PollApplier<'_> {
             }
             if let Some(t) = i.team.as_deref().filter(|t| team_seen.insert(t)) {
                 teams.push(t);
+            }
+            if !i.account.is_empty() && scope_seen.insert(&i.account) {
+                scopes.push(&i.account);
             }
             let digest = digest_of(i);
             if existing.get(&i.id).is_some_and(|(_, d)| *d == digest) {
@@ -112,6 +127,9 @@ impl PollApplier<'_> {
             if let Some(t) = c.team.as_deref().filter(|t| team_seen.insert(t)) {
                 teams.push(t);
             }
+            if !c.account.is_empty() && scope_seen.insert(&c.account) {
+                scopes.push(&c.account);
+            }
             let digest = digest_of(c);
             let state = c.state.as_str();
             let old = known.get(&c.id);
@@ -165,6 +183,9 @@ impl PollApplier<'_> {
         for t in teams {
             self.team_rank(t)?;
         }
+        for a in scopes {
+            self.scope_rank(a)?;
+        }
         let mut dirty: HashSet<i64> = HashSet::new();
         {
             let mut stmt = self.tx.prepare_cached(
@@ -207,10 +228,12 @@ impl PollApplier<'_> {
             .tx
             .prepare_cached(
                 "INSERT INTO credentials(source, scope, ext_id, provider, kind, identity, team, created_at,
-                    last_rotated_at, expires_at, last_used_at, state, state_changed_at, rotation_enabled, digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                    last_rotated_at, expires_at, last_used_at, state, state_changed_at, rotation_enabled, digest,
+                    account)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?17)
                  ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
                     provider = excluded.provider, kind = excluded.kind, identity = excluded.identity,
+                    account = excluded.account,
                     team = excluded.team, created_at = excluded.created_at,
                     last_rotated_at = excluded.last_rotated_at, expires_at = excluded.expires_at,
                     last_used_at = excluded.last_used_at, state = excluded.state,
@@ -236,6 +259,7 @@ impl PollApplier<'_> {
                     c.rotation_enabled as i64,
                     digest,
                     state_changed,
+                    c.account,
                 ],
                 |r| r.get(0),
             )?;
