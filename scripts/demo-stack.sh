@@ -99,6 +99,7 @@ policy:
   team_tag: team
 labels:
   team: {enabled: true, max_values: 10}
+  scope: {enabled: true, max_values: 10}
 sources:
   - name: demo-gitleaks
     type: gitleaks

@@ -297,8 +297,8 @@ def var_datasource():
     }
 
 
-def var_query(name, label, query, multi=True, include_all=True, sort=1, current=None):
-    return {
+def var_query(name, label, query, multi=True, include_all=True, sort=1, current=None, all_value=None):
+    v = {
         "current": current or {},
         "datasource": DS,
         "definition": query,
@@ -315,6 +315,9 @@ def var_query(name, label, query, multi=True, include_all=True, sort=1, current=
         "sort": sort,
         "type": "query",
     }
+    if all_value is not None:
+        v["allValue"] = all_value
+    return v
 
 
 def base_vars():
@@ -794,7 +797,9 @@ def exposure():
 
 
 def identities():
-    f = ('source=~"$source"', 'provider=~"$provider"')
+    # `scope` (account, project, subscription, cluster) exists only with
+    # labels.scope.enabled; "All" is `.*`, which also matches series without it.
+    f = ('source=~"$source"', 'provider=~"$provider"', 'scope=~"$scope"')
     s = sel(*f)
     active = sel(*f, 'state="active"')
     by = "by (source, provider)"
@@ -863,6 +868,33 @@ def identities():
                   "OWASP NHI Top 10: NHI7 Long-Lived Secrets", "NIST CSF 2.0: PR.AA-01"),
               targets([(f"sum(nhi_credentials_rotation_enabled{s}) / (sum(nhi_credentials{active}) > 0)", "auto-rotated")]),
               "percentunit", HIGHER_BETTER, w=4, h=6, min=0, max=1, decimals=0),
+        row("Where the risk sits"),
+        table(
+            "Worst scopes",
+            doc("Per scope (AWS account, GCP project, Azure subscription or tenant, Vault address, Kubernetes "
+                "cluster; with labels.scope.enabled): standing privileged NHIs, long-lived credentials and unused "
+                "NHIs, the worst first. Scopes past labels.scope.max_values are grouped as `other`; without the "
+                "label every NHI is in one row.",
+                "OWASP NHI Top 10: NHI5 Overprivileged NHI, NHI7 Long-Lived Secrets, NHI1 Improper Offboarding",
+                "NIST CSF 2.0: PR.AA-05, PR.AA-01, ID.AM-08"),
+            targets([
+                (f"topk(20, sum by (scope) (nhi_standing_privileged_identities{s}))", ""),
+                (f"sum by (scope) (nhi_long_lived_credentials{s})", ""),
+                (f"sum by (scope) (nhi_unused_identities{s})", ""),
+                (f"sum by (scope) (nhi_identities{s})", ""),
+            ], instant=True, fmt="table"),
+            "short", NEUTRAL, w=24, h=8,
+            transformations=[
+                {"id": "merge", "options": {}},
+                {"id": "organize", "options": {
+                    "excludeByName": {"Time": True},
+                    "indexByName": {"scope": 0, "Value #A": 1, "Value #B": 2, "Value #C": 3, "Value #D": 4},
+                    "renameByName": {"Value #A": "standing privileged", "Value #B": "long-lived credentials",
+                                     "Value #C": "unused NHIs", "Value #D": "NHIs"},
+                }},
+                {"id": "sortBy", "options": {"sort": [{"field": "standing privileged", "desc": True}]}},
+            ],
+        ),
         row("Identities per source and provider"),
         table(
             "Identities per source and provider",
@@ -981,6 +1013,9 @@ def identities():
     extra = [
         var_query("source", "Source", f"label_values(nhi_identities{{{SEL}}}, source)"),
         var_query("provider", "Provider", f'label_values(nhi_identities{{{SEL}, source=~"$source"}}, provider)'),
+        var_query("scope", "Scope",
+                  f'label_values(nhi_identities{{{SEL}, source=~"$source", provider=~"$provider"}}, scope)',
+                  all_value=".*"),
     ]
     return dashboard(
         "nhi-identities", "NHI identities and credentials",

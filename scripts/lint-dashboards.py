@@ -59,6 +59,7 @@ VAR_VALUES = {
     "source": ".*",
     "secret_type": ".*",
     "provider": ".*",
+    "scope": ".*",
 }
 
 PROMQL_KEYWORDS = {
