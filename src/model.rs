@@ -349,6 +349,12 @@ pub enum ObservationItem {
     TargetUnchanged {
         target: String,
     },
+    /// Every inventory scope the source has now, failed ones included, sent
+    /// by a source that knows the complete set (an organization's listed
+    /// accounts). A stored scope of the source not in it is gone: its
+    /// identities are removed and its credentials deleted, as by an empty
+    /// complete inventory.
+    InventoryScopes(Vec<String>),
 }
 
 /// A credential as last applied to the store.

@@ -275,6 +275,7 @@ fn organization_accounts_exact_failing_account_isolated_counts_per_account() {
         .map(|i| match i {
             ObservationItem::Inventory(s) => s.scope.clone(),
             ObservationItem::TargetFailed { target, .. } => format!("failed {target}"),
+            ObservationItem::InventoryScopes(all) => format!("all {}", all.len()),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -285,9 +286,26 @@ fn organization_accounts_exact_failing_account_isolated_counts_per_account() {
         format!("{}/iam", org.b),
         format!("{}/secretsmanager/us-east-1", org.b),
         format!("failed {}", org.c),
+        // The complete set, the failed account's scopes included: nothing
+        // of C is retired.
+        "all 6".to_string(),
     ];
     want.sort();
     assert_eq!(scopes, want);
+    let listed: Vec<String> = items
+        .iter()
+        .find_map(|i| match i {
+            ObservationItem::InventoryScopes(all) => Some(all.clone()),
+            _ => None,
+        })
+        .unwrap();
+    for account in [&org.a, &org.b, &org.c] {
+        assert!(listed.contains(&format!("{account}/iam")), "{listed:?}");
+        assert!(
+            listed.contains(&format!("{account}/secretsmanager/us-east-1")),
+            "{listed:?}"
+        );
+    }
 
     let a = scan(&items, &format!("{}/iam", org.a));
     assert_eq!(
@@ -590,6 +608,27 @@ sources:
         g(&m, "nhi_credentials", &state(a, "access_key", "active")),
         0.0
     );
+
+    // Account B is excluded now: the source no longer lists its scopes, so
+    // its identities are retired; A's stay.
+    let before = Metrics::parse(&ex.metrics());
+    assert!(before.sum("nhi_identities", &[("scope", &org.b)]) > 0.0);
+    let a_ids = before.sum("nhi_identities", &[("scope", &org.a)]);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            &format!("exclude: [\"{ACCOUNT}\"]"),
+            &format!("exclude: [\"{ACCOUNT}\", \"{}\"]", org.b),
+        ),
+    )
+    .unwrap();
+    ex.signal("HUP");
+    let m = ex.wait_for("account B retired", |m| {
+        m.sum("nhi_identities", &[("scope", &org.b)]) == 0.0
+            && m.get("nhi_config_last_reload_successful", &[]) == Some(1.0)
+    });
+    assert_eq!(m.sum("nhi_identities", &[("scope", &org.a)]), a_ids);
 
     // Canary: no AWS secret key or secret value anywhere.
     let mut everything = read_all_files(&dir.path().join("state"));

@@ -320,6 +320,7 @@ fn apply_all(
                 ap.inventory(&inv)?
             }
             Msg::Item(ObservationItem::TargetUnchanged { .. }) => read += 1,
+            Msg::Item(ObservationItem::InventoryScopes(keep)) => ap.retire_scopes(&keep)?,
             Msg::Item(ObservationItem::TargetFailed { target, error }) => {
                 tracing::warn!(source = %source, target = %target, reason = %error.reason, error = %error.message,
                     "input rejected; its findings keep their previous state");

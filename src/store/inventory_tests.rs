@@ -646,3 +646,72 @@ fn scope_labels_are_accounts_capped_in_order_of_first_appearance() {
     let only = s.inventory.identities.iter().next().unwrap();
     assert_eq!((only.0 .4.as_str(), only.1.total), ("", 4));
 }
+
+/// A scope the source no longer lists (an account that left the
+/// organization) is retired as an empty complete inventory: its identities
+/// go, its credentials are kept as deleted, and a leak of one of its keys is
+/// confirmed revoked. Scopes still listed, failed or not, are untouched.
+#[test]
+fn scopes_no_longer_listed_are_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let b_key = "AKIAIOSFODNN7EXAMPLF";
+    inventory(
+        &store,
+        "org",
+        T0,
+        "111111111111/iam",
+        vec![user("a1", false, Some(T0))],
+        vec![key(KEY, "a1", T0, CredentialState::Active)],
+    );
+    inventory(
+        &store,
+        "org",
+        T0,
+        "222222222222/iam",
+        vec![user("b1", true, Some(T0))],
+        vec![key(b_key, "b1", T0, CredentialState::Active)],
+    );
+    let mut leak = finding("f1", 9);
+    leak.links = vec![CredentialRef {
+        provider: "aws",
+        id: b_key.into(),
+    }];
+    apply(&store, "gl", T0 + 10, &[scan("r", T0 + 10, vec![leak])]);
+    let r = store.reader().unwrap();
+    let count = |sql: &str| -> i64 { r.query_row(sql, [], |x| x.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM identities"), 2);
+    // Both scopes still listed (one of them failed this poll): nothing changes.
+    let retire = |at: i64, keep: &[&str]| {
+        let mut conn = store.writer();
+        let mut ap = PollApplier::begin(&mut conn, "org", at, 100).unwrap();
+        ap.retire_scopes(&keep.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        ap.commit().unwrap()
+    };
+    retire(T0 + 50, &["111111111111/iam", "222222222222/iam"]);
+    assert_eq!(count("SELECT COUNT(*) FROM identities"), 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM credentials WHERE state = 'active'"),
+        2
+    );
+    // Account 222222222222 left the organization.
+    let stats = retire(T0 + 100, &["111111111111/iam"]);
+    assert_eq!(stats.inventories, 1);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM identities WHERE scope = '222222222222/iam'"),
+        0
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM identities WHERE scope = '111111111111/iam'"),
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM credentials WHERE ext_id = 'AKIAIOSFODNN7EXAMPLF' AND state = 'deleted'"),
+        1
+    );
+    let s = snapshot(&store, T0 + 100, false);
+    assert_eq!(counter(&s, "nhi_exposures_revoked_total", "aws"), 1.0);
+    // Retiring again finds nothing left to retire.
+    assert_eq!(retire(T0 + 200, &["111111111111/iam"]).inventories, 0);
+}

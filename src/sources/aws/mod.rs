@@ -173,8 +173,11 @@ impl AwsSource {
     pub async fn poll(&self, ctx: PollContext, out: ObservationSender) -> Result<(), SourceError> {
         let base = self.base().await;
         let ctx = Arc::new(ctx);
-        let outcomes = match &self.cfg.organization {
-            None => scan_account(self.cfg.clone(), base.clients.clone(), ctx.clone(), None).await,
+        let (outcomes, keep) = match &self.cfg.organization {
+            None => (
+                scan_account(self.cfg.clone(), base.clients.clone(), ctx.clone(), None).await,
+                scopes_of(&self.cfg, None),
+            ),
             Some(org) => self.poll_organization(org, &base, ctx.clone()).await?,
         };
         let scopes = outcomes.len();
@@ -199,6 +202,12 @@ impl AwsSource {
                 .await
                 .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;
         }
+        // Every scope this source has now: stored scopes of accounts that
+        // left the organization (or of regions and services no longer
+        // configured) are retired.
+        out.send(ObservationItem::InventoryScopes(keep))
+            .await
+            .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;
         match failed {
             Some(e) if ok == 0 && scopes > 0 => Err(e),
             _ => Ok(()),
@@ -213,10 +222,14 @@ impl AwsSource {
         org: &OrgConfig,
         base: &Base,
         ctx: Arc<PollContext>,
-    ) -> Result<Vec<Outcome>, SourceError> {
+    ) -> Result<(Vec<Outcome>, Vec<String>), SourceError> {
         let deadline = tokio::time::Instant::from_std(ctx.deadline);
         let listed = within(deadline, "ListAccounts", org::list_accounts(&base.orgs)).await?;
         let accounts = org::select(listed, org);
+        let keep: Vec<String> = accounts
+            .iter()
+            .flat_map(|a| scopes_of(&self.cfg, Some(&a.id)))
+            .collect();
         if accounts.is_empty() {
             tracing::warn!(source = %ctx.source, "aws organization: no ACTIVE account matches include/exclude");
         }
@@ -272,8 +285,26 @@ impl AwsSource {
             }
         })
         .await?;
-        Ok(per_account.into_iter().flatten().collect())
+        Ok((per_account.into_iter().flatten().collect(), keep))
     }
+}
+
+/// The scopes of one account (`None`: the source's own), as
+/// [`scan_account`] names them.
+fn scopes_of(cfg: &AwsConfig, account: Option<&str>) -> Vec<String> {
+    let prefix = account.map(|a| format!("{a}/")).unwrap_or_default();
+    let mut v = Vec::new();
+    if cfg.services.contains(&AwsService::Iam) {
+        v.push(format!("{prefix}iam"));
+    }
+    if cfg.services.contains(&AwsService::SecretsManager) {
+        v.extend(
+            cfg.regions
+                .iter()
+                .map(|r| format!("{prefix}secretsmanager/{r}")),
+        );
+    }
+    v
 }
 
 /// Scan one account's scopes side by side (IAM, and Secrets Manager per

@@ -359,6 +359,7 @@ mod tests {
                     format!("failed {target} {}", error.reason)
                 }
                 ObservationItem::TargetUnchanged { target } => format!("unchanged {target}"),
+                ObservationItem::InventoryScopes(s) => format!("scopes {s:?}"),
                 ObservationItem::Inventory(i) => format!("inventory {}", i.scope),
             });
         }

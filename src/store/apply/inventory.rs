@@ -265,4 +265,30 @@ impl PollApplier<'_> {
             )?;
         Ok(id)
     }
+
+    /// Retire every stored inventory scope of this source that is not in
+    /// `keep`: an account that left the organization, a region or service
+    /// no longer configured. Applied as an empty complete inventory of that
+    /// scope, so its credentials are kept as deleted (the evidence of a
+    /// revocation) and the exposures linked to them are re-derived.
+    pub fn retire_scopes(&mut self, keep: &[String]) -> Result<(), StoreError> {
+        let stored: Vec<String> = {
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT scope FROM identities WHERE source = ?1
+                 UNION SELECT scope FROM credentials WHERE source = ?1 AND state != 'deleted'",
+            )?;
+            let rows = stmt.query_map([&self.source], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for scope in stored.into_iter().filter(|s| !keep.contains(s)) {
+            tracing::info!(source = %self.source, scope = %scope, "inventory scope retired: no longer listed by the source");
+            self.inventory(&InventoryScan {
+                scope,
+                observed_at: self.now,
+                identities: Vec::new(),
+                credentials: Vec::new(),
+            })?;
+        }
+        Ok(())
+    }
 }
