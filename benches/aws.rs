@@ -131,15 +131,8 @@ async fn poll(
         if let ObservationItem::Inventory(s) = i {
             ids += s.identities.len();
             creds += s.credentials.len();
-            out.extend(s.credentials.iter().map(|c| KnownCredential {
-                scope: s.scope.clone(),
-                kind: c.kind.to_string(),
-                id: c.id.clone(),
-                identity: c.identity.clone(),
-                created_at: c.created_at,
-                state: c.state,
-            }));
-        } else {
+            out.extend(s.known_credentials());
+        } else if !matches!(i, ObservationItem::InventoryScopes(_)) {
             panic!("unexpected item: {i:?}");
         }
     }

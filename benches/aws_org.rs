@@ -13,8 +13,7 @@
 mod moto;
 mod support;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use moto::{CountingProxy, Moto, ACCOUNT};
+use moto::{in_account, CountingProxy, Moto, ACCOUNT};
 use nhi_exporter::config::Policy;
 use nhi_exporter::hashing::SecretHasher;
 use nhi_exporter::model::{KnownCredential, ObservationItem};
@@ -27,28 +26,6 @@ use std::time::{Duration, Instant};
 const REGION: &str = "us-east-1";
 const ROLE: &str = "nhi-exporter-read";
 const SEED_CONCURRENCY: usize = 32;
-
-async fn in_account(base: &aws_config::SdkConfig, account: &str) -> aws_config::SdkConfig {
-    let out = aws_sdk_sts::Client::new(base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("assume seed role");
-    let c = out.credentials().expect("credentials");
-    let creds = aws_credential_types::Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "seed",
-    );
-    base.clone()
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
 
 async fn seed(moto: &Moto, accounts: usize, users: usize) {
     let t = Instant::now();
@@ -156,20 +133,15 @@ async fn poll(
     let (mut scopes, mut ids, mut creds) = (0, 0, 0);
     let mut out = Vec::new();
     for i in &items {
-        let ObservationItem::Inventory(s) = i else {
-            panic!("unexpected item: {i:?}");
+        let s = match i {
+            ObservationItem::Inventory(s) => s,
+            ObservationItem::InventoryScopes(_) => continue,
+            other => panic!("unexpected item: {other:?}"),
         };
         scopes += 1;
         ids += s.identities.len();
         creds += s.credentials.len();
-        out.extend(s.credentials.iter().map(|c| KnownCredential {
-            scope: s.scope.clone(),
-            kind: c.kind.to_string(),
-            id: c.id.clone(),
-            identity: c.identity.clone(),
-            created_at: c.created_at,
-            state: c.state,
-        }));
+        out.extend(s.known_credentials());
     }
     (out, scopes, ids, creds)
 }

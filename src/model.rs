@@ -333,6 +333,21 @@ pub struct InventoryScan {
     pub credentials: Vec<ObservedCredential>,
 }
 
+impl InventoryScan {
+    /// Its credentials as the store knows them once it is applied: what
+    /// the source's next poll gets as [`KnownCredential`]s.
+    pub fn known_credentials(&self) -> impl Iterator<Item = KnownCredential> + '_ {
+        self.credentials.iter().map(|c| KnownCredential {
+            scope: self.scope.clone(),
+            kind: c.kind.to_string(),
+            id: c.id.clone(),
+            identity: c.identity.clone(),
+            created_at: c.created_at,
+            state: c.state,
+        })
+    }
+}
+
 /// What a source sends while it polls.
 #[derive(Debug)]
 pub enum ObservationItem {

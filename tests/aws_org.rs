@@ -9,9 +9,8 @@
 
 mod common;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::types::StatusType;
-use common::moto::{set_sdk_env, CountingProxy, Moto, ACCOUNT};
+use common::moto::{in_account, set_sdk_env, CountingProxy, Moto, ACCOUNT};
 use common::{contains, gl_finding, read_all_files, write_report, Exporter, Metrics};
 use nhi_exporter::config::Policy;
 use nhi_exporter::hashing::SecretHasher;
@@ -38,30 +37,6 @@ struct Org {
     a_key: String,
     a_user_id: String,
     secret_keys: Vec<String>,
-}
-
-/// SDK configuration acting inside `account` (moto keys state by the
-/// account of the assumed role's credentials).
-async fn in_account(base: &aws_config::SdkConfig, account: &str) -> aws_config::SdkConfig {
-    let out = aws_sdk_sts::Client::new(base)
-        .assume_role()
-        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
-        .role_session_name("seed")
-        .send()
-        .await
-        .expect("assume seed role");
-    let c = out.credentials().expect("credentials");
-    let creds = aws_credential_types::Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_string()),
-        None,
-        "seed",
-    );
-    base.clone()
-        .into_builder()
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
 }
 
 async fn create_account(orgs: &aws_sdk_organizations::Client, name: &str) -> String {
@@ -227,16 +202,7 @@ fn known(items: &[ObservationItem]) -> Vec<KnownCredential> {
             ObservationItem::Inventory(s) => Some(s),
             _ => None,
         })
-        .flat_map(|s| {
-            s.credentials.iter().map(|c| KnownCredential {
-                scope: s.scope.clone(),
-                kind: c.kind.to_string(),
-                id: c.id.clone(),
-                identity: c.identity.clone(),
-                created_at: c.created_at,
-                state: c.state,
-            })
-        })
+        .flat_map(|s| s.known_credentials())
         .collect()
 }
 

@@ -89,16 +89,7 @@ impl Polled {
                 ObservationItem::Inventory(s) => Some(s),
                 _ => None,
             })
-            .flat_map(|s| {
-                s.credentials.iter().map(|c| KnownCredential {
-                    scope: s.scope.clone(),
-                    kind: c.kind.to_string(),
-                    id: c.id.clone(),
-                    identity: c.identity.clone(),
-                    created_at: c.created_at,
-                    state: c.state,
-                })
-            })
+            .flat_map(|s| s.known_credentials())
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v

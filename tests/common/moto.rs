@@ -405,3 +405,27 @@ impl Drop for CountingProxy {
         self.task.abort();
     }
 }
+
+/// SDK configuration acting inside `account` (moto keys state by the
+/// account of the assumed role's credentials): assumes `seed` there.
+pub async fn in_account(base: &aws_config::SdkConfig, account: &str) -> aws_config::SdkConfig {
+    let out = aws_sdk_sts::Client::new(base)
+        .assume_role()
+        .role_arn(format!("arn:aws:iam::{account}:role/seed"))
+        .role_session_name("seed")
+        .send()
+        .await
+        .expect("assume seed role");
+    let c = out.credentials().expect("credentials");
+    let creds = aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "seed",
+    );
+    base.clone()
+        .into_builder()
+        .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(creds))
+        .build()
+}
