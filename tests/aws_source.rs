@@ -343,7 +343,19 @@ async fn inventory_is_exact() {
     let p = poll(&src, ctx(Vec::new(), HashSet::new())).await;
     assert!(p.result.is_ok(), "{:?}", p.result);
     assert!(p.failed().is_empty(), "{:?}", p.failed());
-    assert_eq!(p.items.len(), 3);
+    // Three complete scopes, then the set of every scope the source has.
+    assert_eq!(p.items.len(), 4);
+    match p.items.last() {
+        Some(ObservationItem::InventoryScopes(all)) => assert_eq!(
+            all,
+            &[
+                "iam",
+                "secretsmanager/us-east-1",
+                "secretsmanager/eu-west-1"
+            ]
+        ),
+        other => panic!("{other:?}"),
+    }
 
     let iam = p.scan("iam");
     assert_eq!(iam.observed_at, 1_800_000_000);
