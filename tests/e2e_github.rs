@@ -584,3 +584,116 @@ fn a_slow_upstream_does_not_block_other_sources() {
     };
     assert_eq!(open_gl(&m), 3.0);
 }
+
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// A trufflehog report written at `scanned_at` that verified `secret`.
+fn write_trufflehog(path: &Path, secret: &str, scanned_at: i64) {
+    let th = serde_json::json!({
+        "SourceMetadata": {"Data": {"Git": {"commit": "c1", "file": "ci.yml", "email": "Dev <dev@example.com>",
+            "repository": "https://github.com/acme/api.git", "timestamp": "2026-01-01 00:00:00 +0000", "line": 3}}},
+        "SourceID": 1, "SourceType": 7, "SourceName": "trufflehog - git",
+        "DetectorType": 8, "DetectorName": "Github", "DetectorDescription": "GitHub token",
+        "DecoderName": "PLAIN", "Verified": true, "VerificationFromCache": false,
+        "Raw": secret, "RawV2": "", "Redacted": "", "ExtraData": null, "StructuredData": null
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{th}\n")).unwrap();
+    let f = std::fs::File::options().write(true).open(&tmp).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(scanned_at as u64))
+        .unwrap();
+    drop(f);
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// SPEC §2: validity is the latest statement. trufflehog verified the key
+/// in a CI report 20 days ago; GitHub's validity check said inactive 10 days
+/// ago (the alert resolved as revoked): revoked at GitHub's time by the
+/// validity check, although the old report still says Verified. A report
+/// scanned now that still verifies the key is a re-exposure.
+#[test]
+fn the_latest_validity_statement_wins_across_scanners() {
+    const SECRET: &str = "ghp_canaryLATESTstatementCANARY000001";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = 86_400;
+    let mock = Mock::start(TOKEN);
+    mock.with(|st| {
+        let mut a = alert(
+            "acme/api",
+            1,
+            "github_personal_access_token",
+            SECRET,
+            "resolved",
+            Some("revoked"),
+            "inactive",
+        );
+        // Alerted 25 days ago: the first detection whichever source polls
+        // first.
+        a["created_at"] = rfc3339(now - 25 * day).into();
+        a["resolved_at"] = rfc3339(now - 10 * day).into();
+        a["updated_at"] = rfc3339(now - 10 * day).into();
+        st.repos.insert("acme/api".into(), vec![a]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("th")).unwrap();
+    let report = dir.path().join("th/api.jsonl");
+    write_trufflehog(&report, SECRET, now - 20 * day);
+    let cfg = config(
+        dir.path(),
+        &mock,
+        "repositories: [acme/api]",
+        "  - {name: th, type: trufflehog, interval: 1s, paths: [\"th/*.jsonl\"]}\n",
+    );
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("both scanners polled", |m| {
+        m.get("nhi_source_up", &[("source", "gh")]) == Some(1.0)
+            && m.get("nhi_source_up", &[("source", "th")]) == Some(1.0)
+            && m.get(
+                "nhi_exposures_revoked_total",
+                &[("confirmed_by", "validity_check")],
+            ) == Some(1.0)
+    });
+    // One exposure, still open (the trufflehog finding), but inactive and
+    // revoked at GitHub's time (10 days ago): 15 days after its first
+    // detection (the alert, 25 days ago).
+    assert_eq!(m.sum("nhi_exposed_secrets", &[]), 1.0);
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "inactive")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_time_to_revoke_seconds_sum",
+            &[("confirmed_by", "validity_check")]
+        ),
+        Some((15 * day) as f64)
+    );
+    assert_eq!(m.get("nhi_exposures_reopened_total", &[]), Some(0.0));
+    assert_eq!(m.get("nhi_residual_exposures", &[]), Some(0.0));
+    // trufflehog scans again now and still verifies the key: re-exposed.
+    write_trufflehog(&report, SECRET, now);
+    let m = ex.wait_for("the re-exposure", |m| {
+        m.get("nhi_exposures_reopened_total", &[]) == Some(1.0)
+    });
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "live")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "validity_check")]
+        ),
+        Some(1.0)
+    );
+    let log = ex.log_text();
+    assert!(!log.contains(SECRET) && !m.text.contains(SECRET));
+}
