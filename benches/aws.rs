@@ -9,17 +9,13 @@
 #[path = "../tests/common/moto.rs"]
 mod moto;
 mod support;
+use support::Polled;
 
 use moto::{CountingProxy, Moto};
-use nhi_exporter::config::Policy;
-use nhi_exporter::hashing::SecretHasher;
-use nhi_exporter::model::{KnownCredential, ObservationItem};
+use nhi_exporter::model::KnownCredential;
 use nhi_exporter::sources::aws::AwsSource;
 use nhi_exporter::sources::aws::{AwsConfig, AwsService};
-use nhi_exporter::sources::{ObservationSender, PollContext};
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const USERS: usize = 5_000;
@@ -96,47 +92,8 @@ async fn seed(moto: &Moto) {
     );
 }
 
-fn ctx(known: Vec<KnownCredential>) -> PollContext {
-    PollContext {
-        source: "aws-bench".to_string(),
-        hasher: Arc::new(SecretHasher::new([3; 32])),
-        known_targets: Default::default(),
-        now: 1_800_000_000,
-        deadline: Instant::now() + Duration::from_secs(1800),
-        policy: Arc::new(Policy::default()),
-        known_credentials: known,
-        linked_credentials: HashSet::new(),
-    }
-}
-
-/// Poll once; returns the items' known credentials, identity and
-/// credential counts.
-async fn poll(
-    src: &AwsSource,
-    known: Vec<KnownCredential>,
-) -> (Vec<KnownCredential>, usize, usize) {
-    let (tx, mut rx) = ObservationSender::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut items = Vec::new();
-        while let Some(i) = rx.recv().await {
-            items.push(i);
-        }
-        items
-    });
-    src.poll(ctx(known), tx).await.expect("poll");
-    let items = collector.await.expect("collector");
-    let mut out = Vec::new();
-    let (mut ids, mut creds) = (0, 0);
-    for i in &items {
-        if let ObservationItem::Inventory(s) = i {
-            ids += s.identities.len();
-            creds += s.credentials.len();
-            out.extend(s.known_credentials());
-        } else if !matches!(i, ObservationItem::InventoryScopes(_)) {
-            panic!("unexpected item: {i:?}");
-        }
-    }
-    (out, ids, creds)
+async fn poll(src: &AwsSource, known: Vec<KnownCredential>) -> Polled {
+    support::poll_inventory(src, "aws-bench", Duration::from_secs(1800), known).await
 }
 
 fn report(label: &str, proxy: &CountingProxy, took: Duration, ids: usize, creds: usize) {
@@ -171,12 +128,21 @@ fn main() {
         });
 
         let t = Instant::now();
-        let (known, ids, creds) = poll(&src, Vec::new()).await;
+        let Polled {
+            known,
+            identities: ids,
+            credentials: creds,
+            ..
+        } = poll(&src, Vec::new()).await;
         report("first poll", &proxy, t.elapsed(), ids, creds);
 
         proxy.reset();
         let t = Instant::now();
-        let (_, ids, creds) = poll(&src, known).await;
+        let Polled {
+            identities: ids,
+            credentials: creds,
+            ..
+        } = poll(&src, known).await;
         report("steady-state poll", &proxy, t.elapsed(), ids, creds);
     });
     println!(

@@ -12,15 +12,11 @@
 #[path = "../tests/common/moto.rs"]
 mod moto;
 mod support;
+use support::Polled;
 
 use moto::{in_account, CountingProxy, Moto, ACCOUNT};
-use nhi_exporter::config::Policy;
-use nhi_exporter::hashing::SecretHasher;
-use nhi_exporter::model::{KnownCredential, ObservationItem};
+use nhi_exporter::model::KnownCredential;
 use nhi_exporter::sources::aws::{AwsConfig, AwsService, AwsSource, OrgConfig};
-use nhi_exporter::sources::{ObservationSender, PollContext};
-use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const REGION: &str = "us-east-1";
@@ -86,19 +82,6 @@ async fn seed(moto: &Moto, accounts: usize, users: usize) {
     );
 }
 
-fn ctx(known: Vec<KnownCredential>) -> PollContext {
-    PollContext {
-        source: "aws-org-bench".to_string(),
-        hasher: Arc::new(SecretHasher::new([3; 32])),
-        known_targets: Default::default(),
-        now: 1_800_000_000,
-        deadline: Instant::now() + Duration::from_secs(3600),
-        policy: Arc::new(Policy::default()),
-        known_credentials: known,
-        linked_credentials: HashSet::new(),
-    }
-}
-
 fn source(endpoint: &str, concurrency: usize) -> AwsSource {
     AwsSource::new(AwsConfig {
         regions: vec![REGION.to_string()],
@@ -115,35 +98,8 @@ fn source(endpoint: &str, concurrency: usize) -> AwsSource {
     })
 }
 
-/// Poll once: (known credentials, scopes, identities, credentials).
-async fn poll(
-    src: &AwsSource,
-    known: Vec<KnownCredential>,
-) -> (Vec<KnownCredential>, usize, usize, usize) {
-    let (tx, mut rx) = ObservationSender::channel(64);
-    let collector = tokio::spawn(async move {
-        let mut items = Vec::new();
-        while let Some(i) = rx.recv().await {
-            items.push(i);
-        }
-        items
-    });
-    src.poll(ctx(known), tx).await.expect("poll");
-    let items = collector.await.expect("collector");
-    let (mut scopes, mut ids, mut creds) = (0, 0, 0);
-    let mut out = Vec::new();
-    for i in &items {
-        let s = match i {
-            ObservationItem::Inventory(s) => s,
-            ObservationItem::InventoryScopes(_) => continue,
-            other => panic!("unexpected item: {other:?}"),
-        };
-        scopes += 1;
-        ids += s.identities.len();
-        creds += s.credentials.len();
-        out.extend(s.known_credentials());
-    }
-    (out, scopes, ids, creds)
+async fn poll(src: &AwsSource, known: Vec<KnownCredential>) -> Polled {
+    support::poll_inventory(src, "aws-org-bench", Duration::from_secs(3600), known).await
 }
 
 fn report(
@@ -183,7 +139,12 @@ fn main() {
             proxy.reset();
             let src = source(&proxy.endpoint, concurrency);
             let t = Instant::now();
-            let (k, scopes, ids, creds) = poll(&src, Vec::new()).await;
+            let Polled {
+                known: k,
+                scopes,
+                identities: ids,
+                credentials: creds,
+            } = poll(&src, Vec::new()).await;
             report(
                 &format!("first poll, concurrency {concurrency}"),
                 &proxy,
@@ -198,7 +159,12 @@ fn main() {
         let _ = poll(&src, known.clone()).await;
         proxy.reset();
         let t = Instant::now();
-        let (_, scopes, ids, creds) = poll(&src, known).await;
+        let Polled {
+            scopes,
+            identities: ids,
+            credentials: creds,
+            ..
+        } = poll(&src, known).await;
         report(
             "steady-state poll, concurrency 8",
             &proxy,
