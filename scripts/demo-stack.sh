@@ -154,7 +154,10 @@ log "the story: the payments CI key and the vault DB password are revoked; the i
 "$PY" scripts/demo/seed.py revoke "$BAO_ADDR" "$ROOT_TOKEN" "$MOTO_URL" "$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["revoked_key"])' "$WORK/facts.json")"
 "$PY" scripts/demo/seed.py report "$WORK/scans/gitleaks" "$WORK/facts.json" --after
 wait_for "the revocations and the residual exposure" has_data 'sum(nhi_exposures_revoked_total{confirmed_by=~"aws|vault"}) >= 2 and on() nhi_residual_exposures >= 1'
+# The closures come from the report poll and the revocations from the vault
+# and aws polls, in either order: wait for both recorded quantiles.
 wait_for "recorded time-to-revoke quantile" has_data 'nhi:time_to_revoke_seconds:p50_7d'
+wait_for "recorded time-to-close quantile" has_data 'nhi:time_to_close_seconds:p50_7d'
 
 if [ "$CHECK" -eq 1 ]; then
   log "checking the real exposition: promtool check metrics, dashboard lint"

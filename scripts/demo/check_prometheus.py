@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 
@@ -33,13 +34,23 @@ def main(base):
     queries = json.loads(subprocess.check_output(
         [sys.executable, os.path.join(ROOT, "scripts/lint-dashboards.py"),
          "--list-queries", "--job", "nhi-exporter"]))
-    empty = []
-    for q in queries:
-        v = api(base, "/api/v1/query", query=q["expr"])
-        if v.get("status") != "success":
-            failures.append(f"{q['dashboard']} / {q['panel']}: query failed: {v}")
-        elif not v["data"]["result"]:
-            empty.append(f"{q['dashboard']} / {q['panel']}: {q['expr']}")
+    # A query can be empty only because its recording rule has not been
+    # evaluated since the last poll applied: ask the empty ones again for up
+    # to 20 s (10 evaluation intervals) before calling them empty.
+    pending = queries
+    for attempt in range(11):
+        empty = []
+        for q in pending:
+            v = api(base, "/api/v1/query", query=q["expr"])
+            if v.get("status") != "success":
+                failures.append(f"{q['dashboard']} / {q['panel']}: query failed: {v}")
+            elif not v["data"]["result"]:
+                empty.append(q)
+        pending = empty
+        if not pending or attempt == 10:
+            break
+        time.sleep(2)
+    empty = [f"{q['dashboard']} / {q['panel']}: {q['expr']}" for q in pending]
     failures += [f"no data: {e}" for e in empty]
     print(f"{n_rules} rules, {len(queries)} dashboard queries checked")
     if failures:
