@@ -29,6 +29,9 @@ impl Default for Policy {
 pub struct Privileged {
     pub aws_policies: Vec<String>,
     pub vault_policies: Vec<String>,
+    /// Kubernetes (Cluster)Role names that make a bound service account
+    /// privileged, beside `cluster-admin` and any role granting `*` on `*`.
+    pub kubernetes_roles: Vec<String>,
 }
 
 /// A KPI window, with the label value it is exported under (`7d`).
@@ -67,6 +70,7 @@ pub(crate) struct RawPolicy {
 pub(crate) struct RawPrivileged {
     aws_policies: Option<Vec<String>>,
     vault_policies: Option<Vec<String>>,
+    kubernetes_roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +187,18 @@ pub(crate) fn validate_policy(p: RawPolicy, issues: &mut Issues) -> Policy {
             );
         }
     }
+    let kubernetes_roles = p
+        .privileged
+        .kubernetes_roles
+        .unwrap_or_else(|| vec!["cluster-admin".into()]);
+    for (i, r) in kubernetes_roles.iter().enumerate() {
+        if r.trim().is_empty() {
+            issues.push(
+                format!("policy.privileged.kubernetes_roles[{i}]"),
+                "must not be empty: a Role or ClusterRole name, e.g. cluster-admin",
+            );
+        }
+    }
     Policy {
         max_credential_age,
         unused_after,
@@ -193,6 +209,7 @@ pub(crate) fn validate_policy(p: RawPolicy, issues: &mut Issues) -> Policy {
         privileged: Privileged {
             aws_policies,
             vault_policies,
+            kubernetes_roles,
         },
     }
 }

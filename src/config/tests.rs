@@ -20,6 +20,7 @@ fn defaults_apply() {
     assert_eq!(labels, ["7d", "30d", "90d"]);
     assert_eq!(c.policy.max_secret_types, 100);
     assert_eq!(c.policy.privileged.vault_policies, ["root"]);
+    assert_eq!(c.policy.privileged.kubernetes_roles, ["cluster-admin"]);
     assert_eq!(c.policy.privileged.aws_policies.len(), 3);
     assert!(!c.labels.team_enabled);
     assert_eq!(c.labels.team_max_values, 50);

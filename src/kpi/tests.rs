@@ -25,6 +25,7 @@ fn policy(windows: &[i64]) -> Policy {
         privileged: Privileged {
             aws_policies: vec![],
             vault_policies: vec![],
+            kubernetes_roles: vec![],
         },
     }
 }

@@ -72,7 +72,7 @@ pub async fn run(
     tracing::info!(source = %cfg.name, source_type = cfg.type_name(), interval = ?cfg.interval, "source started");
     let mut failures = 0u32;
     loop {
-        let out = poll_once(host.as_ref(), &cfg, source.as_ref(), &cancel).await;
+        let out = guarded_poll(&host, &cfg, &source, &cancel).await;
         if cancel.is_cancelled() {
             return;
         }
@@ -87,6 +87,42 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// One poll on a task of its own, so that a panic in a source (a bug, or
+/// a library's) is a failed poll with a counted reason instead of the end
+/// of the source's polling. The task is aborted if this future is dropped.
+async fn guarded_poll(
+    host: &Arc<dyn PollHost>,
+    cfg: &SourceConfig,
+    source: &Arc<dyn Source>,
+    cancel: &CancellationToken,
+) -> PollOutcome {
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let started = std::time::Instant::now();
+    let (h, c, s, x) = (host.clone(), cfg.clone(), source.clone(), cancel.clone());
+    let task = tokio::spawn(async move { poll_once(h.as_ref(), &c, s.as_ref(), &x).await });
+    let _guard = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(out) => out,
+        Err(e) => {
+            // The panic's message is not repeated: it may quote input.
+            tracing::error!(source = %cfg.name, cancelled = e.is_cancelled(), "the poll panicked (a bug); it counts as a failed poll");
+            PollOutcome {
+                duration: started.elapsed(),
+                errors: vec![SourceError::new(
+                    crate::model::ErrorReason::Io,
+                    "the poll panicked (a bug): see the exporter's log",
+                )],
+                ..Default::default()
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod aws;
 pub mod github;
 pub mod gitlab;
 pub mod http;
+pub mod kubernetes;
 pub mod registry;
 pub mod reports;
 pub mod vault;

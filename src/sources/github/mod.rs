@@ -297,7 +297,7 @@ pub fn parse_alerts(
         let (exposure, links) = match secret.as_deref() {
             Some(s) => (
                 ExposureKey::Secret(hasher.hash(s.as_bytes())),
-                super::reports::files::aws_key_ids(&[Some(s)]),
+                super::reports::files::credential_links(&[Some(s)]),
             ),
             None => (ExposureKey::ScannerId, Vec::new()),
         };

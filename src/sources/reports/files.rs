@@ -237,21 +237,32 @@ fn aws_key_id_re() -> &'static Regex {
     RE.get_or_init(|| Regex::new(r"(AKIA|ASIA)[A-Z0-9]{16}").expect("static regex"))
 }
 
-/// AWS access key ids visible in the leaked text: the link to the
-/// credential inventory. They are ids, not secrets.
-pub fn aws_key_ids(texts: &[Option<&str>]) -> Vec<CredentialRef> {
+/// The non-secret credential ids visible in the leaked text: the links to
+/// the credential inventory. AWS access key ids, and the Secret or service
+/// account a Kubernetes service-account token names (see
+/// [`crate::sources::kubernetes::token`]).
+pub fn credential_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
     let mut ids = BTreeSet::new();
     for t in texts.iter().flatten() {
         for m in aws_key_id_re().find_iter(t) {
             ids.insert(m.as_str().to_string());
         }
     }
-    ids.into_iter()
+    let mut links: Vec<CredentialRef> = ids
+        .into_iter()
         .map(|id| CredentialRef {
             provider: "aws",
             id,
         })
-        .collect()
+        .collect();
+    for t in texts.iter().flatten() {
+        for l in crate::sources::kubernetes::token::token_links(t) {
+            if !links.contains(&l) {
+                links.push(l);
+            }
+        }
+    }
+    links
 }
 
 /// `https://github.com/org/repo/blob/sha/path#L1` → `github.com/org/repo`.

@@ -6,7 +6,7 @@
 //! apart from parsing ([`parse_slice`]), which is pure and
 //! tested on fixtures.
 
-pub use super::files::{aws_key_ids, ParseError};
+pub use super::files::{credential_links, ParseError};
 use super::files::{json_error, repository_from_link};
 use crate::hashing::SecretHasher;
 use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
@@ -199,11 +199,11 @@ impl<'a> Converter<'a> {
         let (exposure, links) = match secret.as_deref() {
             Some(s) if !is_redacted(s) => (
                 ExposureKey::Secret(self.hasher.hash(s.as_bytes())),
-                aws_key_ids(&[Some(s), matched.as_deref()]),
+                credential_links(&[Some(s), matched.as_deref()]),
             ),
             _ => (
                 ExposureKey::ScannerId,
-                aws_key_ids(&[matched.as_deref().filter(|m| !is_redacted(m))]),
+                credential_links(&[matched.as_deref().filter(|m| !is_redacted(m))]),
             ),
         };
         // `secret` and `matched` are dropped here.

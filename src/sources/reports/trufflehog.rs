@@ -24,8 +24,8 @@
 //! kept: the first two are hashed and dropped, the others not even read.
 
 use super::files::{
-    aws_key_ids, check_utf8, json_error_kind, repository_from_link, repository_from_url, strip_bom,
-    ParseError,
+    check_utf8, credential_links, json_error_kind, repository_from_link, repository_from_url,
+    strip_bom, ParseError,
 };
 use crate::hashing::SecretHasher;
 use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
@@ -191,7 +191,7 @@ fn convert(r: RawResult, hasher: &SecretHasher, repo_fallback: Option<&str>) -> 
         Some(h) => ExposureKey::Secret(h),
         None => ExposureKey::ScannerId,
     };
-    let links = aws_key_ids(&[raw, raw_v2]);
+    let links = credential_links(&[raw, raw_v2]);
     // `r.raw` and `r.raw_v2` are dropped with `r`.
     let scanner_id = format!(
         "{}:{id_hash}:{}:{}:{}",

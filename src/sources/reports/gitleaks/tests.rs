@@ -149,8 +149,8 @@ fn large_report_streams() {
 }
 
 #[test]
-fn aws_key_ids_are_extracted_and_deduplicated() {
-    let ids = aws_key_ids(&[
+fn credential_links_are_extracted_and_deduplicated() {
+    let ids = credential_links(&[
         Some("AKIAIOSFODNN7EXAMPLE and ASIAIOSFODNN7EXAMPL2"),
         Some("again AKIAIOSFODNN7EXAMPLE"),
         None,
