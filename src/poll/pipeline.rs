@@ -36,10 +36,11 @@ pub async fn poll_once(
     let store = host.store();
     let known = {
         let (store, name) = (store.clone(), cfg.name.clone());
+        let inventory = cfg.spec.inventory().is_some();
         tokio::task::spawn_blocking(move || {
             Ok::<_, StoreError>((
                 store.target_fingerprints(&name)?,
-                store.poll_knowledge(&name)?,
+                store.poll_knowledge(&name, inventory)?,
             ))
         })
         .await

@@ -257,10 +257,13 @@ impl Store {
 
     /// What a source's poll may reuse: its credentials as last applied (not
     /// deleted), and the ids of credentials linked to leaks not yet
-    /// confirmed revoked. Only inventory sources have any.
+    /// confirmed revoked. Only inventory sources (`inventory`) get the
+    /// links, also before they have any credential: a `kubernetes` source
+    /// reports a leaked bound token only once a link names it.
     pub fn poll_knowledge(
         &self,
         source: &str,
+        inventory: bool,
     ) -> Result<
         (
             Vec<crate::model::KnownCredential>,
@@ -289,7 +292,7 @@ impl Store {
             })
         })?;
         let known = rows.collect::<Result<Vec<_>, _>>()?;
-        let linked = if known.is_empty() {
+        let linked = if !inventory {
             Default::default()
         } else {
             let mut stmt = conn.prepare(

@@ -57,6 +57,8 @@ pub struct State {
     /// Every request: path?query and its Accept header.
     pub requests: Vec<(String, String)>,
     pub violations: Vec<String>,
+    /// Time spent building responses (the benchmark subtracts it).
+    pub busy: std::time::Duration,
 }
 
 pub struct Mock {
@@ -86,7 +88,12 @@ impl Mock {
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let st = st.clone();
-                            async move { Ok::<_, std::convert::Infallible>(handle(&st, req)) }
+                            async move {
+                                let started = std::time::Instant::now();
+                                let r = handle(&st, req);
+                                st.lock().unwrap().busy += started.elapsed();
+                                Ok::<_, std::convert::Infallible>(r)
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -94,27 +94,63 @@ pub struct Settings<'a> {
     pub linked: &'a HashSet<String>,
 }
 
-/// Why a service account of `ns` is admin-equivalent, if it is.
+/// The bindings naming each service account, directly or through its
+/// groups: built once, so privilege costs a lookup per service account, not
+/// a pass over every binding.
+struct Subjects<'a> {
+    /// (namespace, name) of a `ServiceAccount` subject → its bindings.
+    accounts: HashMap<(&'a str, &'a str), Vec<&'a Binding>>,
+    /// `system:serviceaccounts[:<ns>]` → its bindings.
+    groups: HashMap<&'a str, Vec<&'a Binding>>,
+}
+
+impl<'a> Subjects<'a> {
+    fn new(bindings: &[&'a Binding]) -> Self {
+        let mut accounts: HashMap<(&str, &str), Vec<&Binding>> = HashMap::new();
+        let mut groups: HashMap<&str, Vec<&Binding>> = HashMap::new();
+        for b in bindings {
+            for x in &b.subjects {
+                match x.kind.as_str() {
+                    "ServiceAccount" => {
+                        if let Some(ns) = x.namespace.as_deref().or(b.namespace.as_deref()) {
+                            accounts.entry((ns, x.name.as_str())).or_default().push(b);
+                        }
+                    }
+                    "Group" if x.name.starts_with("system:serviceaccounts") => {
+                        groups.entry(x.name.as_str()).or_default().push(b);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Self { accounts, groups }
+    }
+
+    /// The bindings of a service account, ClusterRoleBindings first.
+    fn of(&self, ns: &str, sa: &str) -> Vec<&'a Binding> {
+        let group_ns = format!("system:serviceaccounts:{ns}");
+        let mut v: Vec<&Binding> = self
+            .accounts
+            .get(&(ns, sa))
+            .into_iter()
+            .chain(self.groups.get("system:serviceaccounts"))
+            .chain(self.groups.get(group_ns.as_str()))
+            .flatten()
+            .copied()
+            .collect();
+        v.sort_by_key(|b| b.namespace.is_some());
+        v
+    }
+}
+
+/// Why a service account is admin-equivalent, given its bindings.
 fn privilege(
     s: &Settings<'_>,
     cluster: &Cluster,
     bindings: &[&Binding],
     roles: &HashMap<(&str, &str), bool>,
-    ns: &str,
-    sa: &str,
 ) -> Option<String> {
-    let group_ns = format!("system:serviceaccounts:{ns}");
     for b in bindings {
-        let subject = b.subjects.iter().any(|x| match x.kind.as_str() {
-            "ServiceAccount" => {
-                x.name == sa && x.namespace.as_deref().or(b.namespace.as_deref()) == Some(ns)
-            }
-            "Group" => x.name == "system:serviceaccounts" || x.name == group_ns,
-            _ => false,
-        });
-        if !subject {
-            continue;
-        }
         let named = b.role_name == "cluster-admin" || s.privileged_roles.contains(&b.role_name);
         let wildcard = match (b.role_kind.as_str(), b.namespace.as_deref()) {
             ("ClusterRole", _) => cluster.cluster_roles.get(&b.role_name) == Some(&true),
@@ -167,6 +203,7 @@ pub fn observations(
             bound.entry(uid).or_default().push((id.as_str(), exp));
         }
     }
+    let subjects = Subjects::new(&bindings);
     let in_use_at = s.observed_at - s.observed_at.rem_euclid(3600);
     let mut out = vec![ObservationItem::Inventory(humans(s, &bindings))];
     let mut scopes = vec![CLUSTER_SCOPE.to_string()];
@@ -222,16 +259,19 @@ pub fn observations(
                 value_hashes: Vec::new(),
             });
         }
+        // The latest legacy-token use of each service account (by uid).
+        let mut token_use: HashMap<&str, i64> = HashMap::new();
+        for t in &data.token_secrets {
+            if let (Some(uid), Some(u)) = (t.sa_uid.as_deref(), t.last_used_at) {
+                let e = token_use.entry(uid).or_insert(u);
+                *e = (*e).max(u);
+            }
+        }
         for a in &data.service_accounts {
             let team = a.team.clone().or_else(|| ns_team.cloned());
-            let token_use = data
-                .token_secrets
-                .iter()
-                .filter(|t| t.sa_uid.as_deref() == Some(a.uid.as_str()))
-                .filter_map(|t| t.last_used_at)
-                .max();
+            let token_use = token_use.get(a.uid.as_str()).copied();
             let pod_use = data.used.contains(&a.name).then_some(in_use_at);
-            let privileged = privilege(s, cluster, &bindings, &roles, ns, &a.name);
+            let privileged = privilege(s, cluster, &subjects.of(ns, &a.name), &roles);
             scan.identities.push(ObservedIdentity {
                 provider: PROVIDER,
                 account: s.cluster_name.to_string(),
@@ -259,7 +299,12 @@ pub fn observations(
                     last_rotated_at: None,
                     expires_at: Some(*exp),
                     last_used_at: None,
-                    state: CredentialState::Active,
+                    // Unusable once past `exp` (revoked at `exp`).
+                    state: if *exp > s.observed_at {
+                        CredentialState::Active
+                    } else {
+                        CredentialState::Inactive
+                    },
                     rotation_enabled: false,
                     value_hashes: Vec::new(),
                 });

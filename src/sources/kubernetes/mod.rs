@@ -43,7 +43,7 @@
 //! | credential | value |
 //! |---|---|
 //! | `legacy_token` | one per `kubernetes.io/service-account-token` Secret: id `<namespace>/<secret>@<service-account uid>`; created, last rotated = `creationTimestamp`; last used = label `kubernetes.io/legacy-token-last-used`; `inactive` when labelled `kubernetes.io/legacy-token-invalid-since`, or its service account is gone or has another uid; deleted with its Secret |
-//! | `bound_token` | only a leaked one: a token named by an open leak whose service account (uid) is in this cluster; id `bound/<uid>/<exp>`, expires at `exp`; deleted with its service account |
+//! | `bound_token` | only a leaked one: a token named by an open leak whose service account (uid) is in this cluster; id `bound/<uid>/<exp>`, expires at `exp` (`inactive` once past it); deleted with its service account |
 //!
 //! Confirmed revocation (`confirmed_by="kubernetes"`, see [`token`]): a
 //! leaked legacy token's Secret deleted (or the token made inactive), a
@@ -96,7 +96,7 @@ pub const REGISTRATION: Registration = Registration {
     },
     build: |spec| {
         let cfg = Registration::settings::<KubernetesConfig>(spec)?;
-        Ok(Arc::new(KubernetesSource { cfg: cfg.clone() }))
+        Ok(Arc::new(KubernetesSource::new(cfg.clone())))
     },
 };
 
@@ -107,6 +107,13 @@ const NOT_ENDED: &str = "status.phase!=Succeeded,status.phase!=Failed";
 
 pub struct KubernetesSource {
     cfg: KubernetesConfig,
+}
+
+impl KubernetesSource {
+    /// The source of validated settings; contacts nothing.
+    pub fn new(cfg: KubernetesConfig) -> Self {
+        Self { cfg }
+    }
 }
 
 impl Source for KubernetesSource {

@@ -157,9 +157,12 @@ impl PollApplier<'_> {
             let expires_at: Option<i64> = r.get(5)?;
             let value_current: bool = r.get::<_, i64>(6)? != 0;
             let has_values: bool = r.get::<_, i64>(7)? != 0;
+            let expired = expires_at.filter(|x| *x <= at);
             let unusable_at = if state != "active" {
-                Some(changed_at)
-            } else if let Some(x) = expires_at.filter(|x| *x <= at) {
+                // Unusable since it was seen inactive, or since it expired
+                // if that came first (an expired token reported inactive).
+                Some(expired.map_or(changed_at, |x| x.min(changed_at)))
+            } else if let Some(x) = expired {
                 Some(x)
             } else if kind == "kv" {
                 // A new version written after the leak, no longer holding the
