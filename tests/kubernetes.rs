@@ -494,3 +494,64 @@ fn expired_continue_restarts_the_list_and_a_bad_token_fails_the_poll() {
     });
     assert_eq!(g(&m, "nhi_identities", &sa), 7.0);
 }
+
+#[test]
+fn a_cluster_without_legacy_tokens_still_confirms_a_leaked_bound_token() {
+    let t0 = now();
+    let k = Mock::start(API_TOKEN);
+    k.add("namespaces", namespace("web", None));
+    k.add(
+        "serviceaccounts",
+        service_account("web", "api", "uid-api", t0 - 10 * DAY, None),
+    );
+    k.add("clusterroles", cluster_role("view", &["get"], &["pods"]));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kubeconfig"), k.kubeconfig("prod")).unwrap();
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    let expired_at = t0 - 3600;
+    let token = bound_jwt("web", "api", "uid-api", expired_at);
+    write_report(
+        &dir.path().join("reports/r.json"),
+        &[gl_finding("kubernetes-token", &token, "k.env", 1, "c1")],
+    );
+    let cfg = dir.path().join("nhi.yaml");
+    std::fs::write(
+        &cfg,
+        "state: {path: state/state.db}\nsources:\n  - {name: leaks, type: gitleaks, interval: 1s, paths: [reports/*.json]}\n  - {name: k8s, type: kubernetes, interval: 1s, kubeconfig: kubeconfig}\n",
+    )
+    .unwrap();
+    let ex = Exporter::start(&cfg, &dir.path().join("exporter.log"), &[]);
+    let m = ex.wait_for("bound token revoked at its exp", |m| {
+        m.get(
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "kubernetes")],
+        ) == Some(1.0)
+    });
+    // Revoked at exp, an hour before now; detected at the first poll: the
+    // time to revoke is clamped at 0, in the first bucket.
+    assert_eq!(
+        g(
+            &m,
+            "nhi_time_to_revoke_seconds_bucket",
+            &[("confirmed_by", "kubernetes"), ("le", "300")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(
+            &m,
+            "nhi_credentials",
+            &[
+                ("source", "k8s"),
+                ("kind", "bound_token"),
+                ("state", "inactive")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        g(&m, "nhi_exposed_secrets", &[("validity", "unknown")]),
+        1.0,
+        "still open in the code"
+    );
+}
