@@ -538,18 +538,6 @@ fn a_cluster_without_legacy_tokens_still_confirms_a_leaked_bound_token() {
         1.0
     );
     assert_eq!(
-        g(
-            &m,
-            "nhi_credentials",
-            &[
-                ("source", "k8s"),
-                ("kind", "bound_token"),
-                ("state", "inactive")
-            ]
-        ),
-        1.0
-    );
-    assert_eq!(
         g(&m, "nhi_exposed_secrets", &[("validity", "unknown")]),
         1.0,
         "still open in the code"
