@@ -267,6 +267,10 @@ fn cluster_inventory_leaked_tokens_revoked_and_forbidden_namespace() {
     assert_eq!(g(&m, "nhi_unused_identities", &sa), 3.0);
     // ci (own label), api (own label), the three of payments by namespace label.
     assert_eq!(g(&m, "nhi_identities_owned", &sa), 4.0);
+    // Owned, used, and every active credential young: web/api only (ci's
+    // token is 400 days old; the payments default and deployer are unused).
+    assert_eq!(g(&m, "nhi_identities_governed", &sa), 1.0);
+    assert_eq!(g(&m, "nhi_credentials_rotation_enabled", &lt), 0.0);
     assert_eq!(
         g(
             &m,
