@@ -500,7 +500,7 @@ fn expired_continue_restarts_the_list_and_a_bad_token_fails_the_poll() {
 }
 
 #[test]
-fn a_cluster_without_legacy_tokens_still_confirms_a_leaked_bound_token() {
+fn a_cluster_without_legacy_tokens_or_namespace_list_still_confirms_a_leaked_bound_token() {
     let t0 = now();
     let k = Mock::start(API_TOKEN);
     k.add("namespaces", namespace("web", None));
@@ -509,6 +509,8 @@ fn a_cluster_without_legacy_tokens_still_confirms_a_leaked_bound_token() {
         service_account("web", "api", "uid-api", t0 - 10 * DAY, None),
     );
     k.add("clusterroles", cluster_role("view", &["get"], &["pods"]));
+    // Listing namespaces is optional (team labels only): refused, the poll goes on.
+    k.with(|s| s.forbidden.insert("/api/v1/namespaces".into()));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("kubeconfig"), k.kubeconfig("prod")).unwrap();
     std::fs::create_dir_all(dir.path().join("reports")).unwrap();
@@ -546,4 +548,5 @@ fn a_cluster_without_legacy_tokens_still_confirms_a_leaked_bound_token() {
         1.0,
         "still open in the code"
     );
+    assert_eq!(g(&m, "nhi_source_up", &[("source", "k8s")]), 1.0);
 }

@@ -268,8 +268,13 @@ impl KubernetesSource {
                 requests += n;
                 Ok(v)
             }
-            Err(e) if e.status == Some(403) => Err(e),
-            Err(e) => return Err(e),
+            // Optional: without it there are no namespace team labels and
+            // no per-namespace reads; the rest of the poll goes on.
+            Err(e) => {
+                tracing::warn!(source = %ctx.source, reason = %e.reason, error = %e.message,
+                    "namespaces cannot be listed: no namespace team labels");
+                Err(e)
+            }
         };
         let mut cluster = Cluster {
             cluster_roles: roles.into_iter().collect(),
