@@ -129,6 +129,8 @@ fn seed(k: &Mock, t0: i64) {
     k.add("pods", pod("payments", "ci-runner", "ci", "Running"));
     k.add("pods", pod("web", "api-1", "api", "Running"));
     k.add("pods", pod("web", "migrate", "default", "Succeeded"));
+    // An ended pod is no use of payments/default (200 days old, unused).
+    k.add("pods", pod("payments", "old-job", "default", "Failed"));
     k.add("pods", pod("team-b", "batch-1", "batch", "Pending"));
     k.add(
         "clusterroles",
@@ -453,6 +455,8 @@ fn expired_continue_restarts_the_list_and_a_bad_token_fails_the_poll() {
     k.with(|s| {
         s.chunk = Some(1);
         s.expire_next_continue = true;
+        // The Opaque Secret and the ended pod come back too: filtered here.
+        s.ignore_field_selectors = true;
     });
     seed(&k, t0);
     let dir = tempfile::tempdir().unwrap();
@@ -473,6 +477,21 @@ fn expired_continue_restarts_the_list_and_a_bad_token_fails_the_poll() {
     let m = ex.wait_for("inventory after a 410", |m| {
         m.get("nhi_identities", &sa) == Some(7.0)
     });
+    let lt = [
+        ("source", "k8s"),
+        ("provider", "kubernetes"),
+        ("kind", "legacy_token"),
+    ];
+    assert_eq!(
+        m.sum("nhi_credentials", &lt),
+        3.0,
+        "the Opaque Secret is not a token"
+    );
+    assert_eq!(
+        g(&m, "nhi_unused_identities", &sa),
+        3.0,
+        "an ended pod is no use"
+    );
     // cluster_name defaults to the context.
     assert_eq!(m.get("nhi_source_up", &[("source", "k8s")]), Some(1.0));
     let restarted = k.with(|s| {

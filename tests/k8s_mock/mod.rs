@@ -52,6 +52,9 @@ pub struct State {
     pub forbidden: HashSet<String>,
     /// The server returns at most this many items per chunk (≤ limit).
     pub chunk: Option<usize>,
+    /// Field selectors are ignored, as by a server that does not support
+    /// them (the client must filter what it gets).
+    pub ignore_field_selectors: bool,
     /// The next request carrying a continue token gets 410 Expired.
     pub expire_next_continue: bool,
     /// Every request: path?query and its Accept header.
@@ -278,7 +281,7 @@ fn handle(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response
     if let Some(n) = &ns {
         items.retain(|o| str_at(o, "/metadata/namespace") == n);
     }
-    if let Some(sel) = q.get("fieldSelector") {
+    if let Some(sel) = q.get("fieldSelector").filter(|_| !s.ignore_field_selectors) {
         items.retain(|o| selected(o, sel));
     }
     let offset = match q.get("continue") {

@@ -446,12 +446,15 @@ async fn read_namespaced(
         },
         |s| {
             let m = &s.metadata;
+            // A token Secret names its service account; anything else (from
+            // a server that ignored the field selector) is not a token.
+            let sa_name = annotation(m, "kubernetes.io/service-account.name")?;
             Some((
                 nsname(m),
                 TokenSecret {
                     name: m.name.clone()?,
                     created_at: time_of(m),
-                    sa_name: annotation(m, "kubernetes.io/service-account.name"),
+                    sa_name: Some(sa_name),
                     sa_uid: annotation(m, "kubernetes.io/service-account.uid"),
                     last_used_at: label(m, "kubernetes.io/legacy-token-last-used")
                         .and_then(|d| date(&d)),
