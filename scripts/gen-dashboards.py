@@ -323,7 +323,7 @@ def var_query(name, label, query, multi=True, include_all=True, sort=1, current=
 def base_vars():
     return [
         var_datasource(),
-        var_query("job", "Job", "label_values(nhi_exporter_build_info, job)"),
+        var_query("job", "Job", 'label_values(nhi_exporter_build_info{job="nhi-exporter"}, job)'),
         var_query("instance", "Instance", 'label_values(nhi_exporter_build_info{job=~"$job"}, instance)'),
     ]
 

@@ -1,0 +1,47 @@
+// Recording rules, level:metric:operations: the level `nhi` is one series
+// per exporter (job, instance), keeping `window` where the input has one.
+// Ratios with a zero denominator and quantiles of empty windows are absent.
+{
+  local c = $._config,
+  local m(name) = '%s{%s}' % [name, c.selector],
+  local by = 'sum by (job, instance)',
+  local ratio(num) = '%s (%s)\n  / (%s (%s) > 0)\n' % [by, m(num), by, m('nhi_identities')],
+  local rec(record, expr) = { record: record, expr: expr },
+
+  prometheusRules+:: {
+    groups+: [
+      {
+        name: 'nhi-exporter.recording.inventory',
+        rules: [
+          rec('nhi:identities:sum', '%s (%s)' % [by, m('nhi_identities')]),
+          rec('nhi:human_identities:sum', '%s (%s)' % [by, m('nhi_human_identities')]),
+          rec('nhi:identities_per_human:ratio', '%s (%s)\n  / (%s (%s) > 0)\n' % [by, m('nhi_identities'), by, m('nhi_human_identities')]),
+          rec('nhi:identities_governed:ratio', ratio('nhi_identities_governed')),
+          rec('nhi:identities_owned:ratio', ratio('nhi_identities_owned')),
+          rec('nhi:identities_unused:ratio', ratio('nhi_unused_identities')),
+          rec('nhi:standing_privileged_identities:sum', '%s (%s)' % [by, m('nhi_standing_privileged_identities')]),
+          rec('nhi:standing_privileged_identities:ratio', ratio('nhi_standing_privileged_identities')),
+        ],
+      },
+      {
+        name: 'nhi-exporter.recording.remediation',
+        rules: [
+          // Closure ratio minus reduction ratio per window: positive = tickets
+          // close faster than secrets stop working (compliance theatre).
+          rec('nhi:theatre_gap:ratio', '%s - %s' % [m('nhi_closure_ratio'), m('nhi_exposure_reduction_ratio')]),
+        ],
+      },
+      {
+        name: 'nhi-exporter.recording.quantiles',
+        rules: std.flattenArrays([
+          [
+            rec('nhi:%s_seconds_bucket:increase7d' % h, 'sum by (job, instance, le) (increase(%s[7d]))' % m('nhi_%s_seconds_bucket' % h)),
+            rec('nhi:%s_seconds:p50_7d' % h, 'histogram_quantile(0.5, nhi:%s_seconds_bucket:increase7d) >= 0' % h),
+            rec('nhi:%s_seconds:p90_7d' % h, 'histogram_quantile(0.9, nhi:%s_seconds_bucket:increase7d) >= 0' % h),
+          ]
+          for h in ['time_to_revoke', 'time_to_close']
+        ]),
+      },
+    ],
+  },
+}
