@@ -34,7 +34,9 @@ WHAT IS CHECKED
      has no schema for, are checked by hand: apiVersion, kind, metadata.name,
      the spec fields the chart sets, field names against the operator's
      Endpoint/RelabelConfig fields, durations, and for PrometheusRule that
-     spec equals the parsed deploy/prometheus/*.rules.yml file exactly.
+     spec equals the parsed deploy/prometheus/*.rules.yml file exactly, with
+     prometheusRule.selector, .severities and .keepFiringFor /
+     .healthKeepFiringFor applied.
   7. Cross-references: selectors match the pod labels; the Service and the
      probes name a container port that exists; every volumeMount has a volume;
      the ConfigMap, Secret, PVC and ServiceAccount the pod refers to are
@@ -1035,8 +1037,21 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
     prs = by_kind.get("PrometheusRule", [])
     if values["prometheusRule"]["enabled"]:
         want = {}
+        pv = values["prometheusRule"]
+        sev = {"critical": pv["severities"]["page"], "warning": pv["severities"]["ticket"]}
+        keep = {"1h": pv["keepFiringFor"], "15m": pv["healthKeepFiringFor"]}
         for base in ("nhi-recording", "nhi-alerts"):
             want[base] = load_yaml(os.path.join(repo_root, "deploy", "prometheus", f"{base}.rules.yml"))
+            # The knobs the chart applies (selector, severities, keep_firing_for).
+            for g in want[base]["groups"]:
+                for rule in g["rules"]:
+                    rule["expr"] = rule["expr"].replace('job="nhi-exporter"', pv["selector"])
+                    for k, v in rule.get("annotations", {}).items():
+                        rule["annotations"][k] = v.replace('job="nhi-exporter"', pv["selector"])
+                    if "severity" in rule.get("labels", {}):
+                        rule["labels"]["severity"] = sev[rule["labels"]["severity"]]
+                    if "keep_firing_for" in rule:
+                        rule["keep_firing_for"] = keep[rule["keep_firing_for"]]
         got = {}
         for pr in prs:
             c.check(pr["apiVersion"] == "monitoring.coreos.com/v1", "PrometheusRule apiVersion")
