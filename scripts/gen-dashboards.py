@@ -328,6 +328,21 @@ def base_vars():
     ]
 
 
+def prom_annotation(name, color, expr, title, text):
+    """A Prometheus-query annotation (alerts, reloads, restarts) on every dashboard."""
+    return {
+        "datasource": {"type": "prometheus", "uid": "${datasource}"},
+        "enable": True,
+        "expr": expr,
+        "iconColor": color,
+        "name": name,
+        "step": "1m",
+        "titleFormat": title,
+        "textFormat": text,
+        "useValueForTime": False,
+    }
+
+
 def dashboard(uid, title, desc, panels, extra_vars=(), time_from="now-30d", tags=()):
     return {
         "annotations": {
@@ -340,7 +355,16 @@ def dashboard(uid, title, desc, panels, extra_vars=(), time_from="now-30d", tags
                     "iconColor": "rgba(0, 211, 255, 1)",
                     "name": "Annotations & Alerts",
                     "type": "dashboard",
-                }
+                },
+                prom_annotation("NHI alerts firing", "red",
+                                'ALERTS{alertname=~"NHI.*", alertstate="firing", job=~"$job"}',
+                                "{{alertname}} {{severity}}", "{{alertname}} ({{severity}}, {{area}}) {{window}} {{source}}"),
+                prom_annotation("Config reloads", "blue",
+                                f"changes(nhi_config_last_reload_success_timestamp_seconds{sel()}[2m]) > 0",
+                                "config reload", "configuration reloaded on {{instance}}"),
+                prom_annotation("Exporter restarts", "orange",
+                                f"changes(process_start_time_seconds{sel()}[2m]) > 0",
+                                "restart", "nhi-exporter restarted on {{instance}}"),
             ]
         },
         "description": desc,
@@ -398,9 +422,93 @@ def doc(meaning, owasp, csf, how=""):
 # ================================================================ nhi-outcomes
 
 
+# Histogram bucket bounds (le, seconds) shown as durations.
+BUCKET_NAMES = [
+    {"matcher": {"id": "byName", "options": le}, "properties": [{"id": "displayName", "value": name}]}
+    for le, name in [("300", "≤ 5m"), ("900", "≤ 15m"), ("3600", "≤ 1h"), ("14400", "≤ 4h"),
+                     ("43200", "≤ 12h"), ("86400", "≤ 1d"), ("259200", "≤ 3d"), ("604800", "≤ 7d"),
+                     ("1209600", "≤ 14d"), ("2592000", "≤ 30d"), ("7776000", "≤ 90d"), ("+Inf", "> 90d")]
+]
+
+
 def outcomes():
     w = 'window="$window"'
     panels = [
+        # First screen: each panel answers one review question (activity next to outcome).
+        row("Outcome story: is exposure actually going down?"),
+        stat(
+            "Working leaked secrets now",
+            doc("Q: how many leaked secrets still work right now? Open exposures that are live (confirmed "
+                "working) or unknown (nobody could verify), deduplicated across scanners. The outcome every "
+                "other number serves.", OWASP_EXPOSURE, CSF_RESPOND),
+            targets([
+                (f"nhi_exposed_secrets{sel(eq('validity', 'live'))}", "live"),
+                (f"nhi_exposed_secrets{sel(eq('validity', 'unknown'))}", "unverified"),
+                (f"nhi_residual_exposures{sel()}", "closed, still working"),
+            ]),
+            "short", LOWER_BETTER_COUNT, w=6, h=6, decimals=0,
+        ),
+        stat(
+            "Closed (activity) vs revoked (outcome), $window",
+            doc("Q: does closing findings reduce exposure? Closure ratio (activity: findings closed ÷ open + "
+                "detected in the window) next to exposure-reduction ratio (outcome: exposures confirmed revoked "
+                "÷ open + opened). A large gap is compliance theatre.", OWASP_EXPOSURE, CSF_REVIEW),
+            targets([
+                (f"nhi_closure_ratio{sel(w)}", "closed (activity)"),
+                (f"nhi_exposure_reduction_ratio{sel(w)}", "revoked (outcome)"),
+            ]),
+            "percentunit", HIGHER_BETTER, w=6, h=6, decimals=0, graph=False,
+        ),
+        stat(
+            "Time to revoke (exact median), $window",
+            doc("Q: how fast does a leaked secret stop working? THE time-to-revoke KPI: exact median of first "
+                "detection → confirmed revocation over the window, computed by the exporter from its store. "
+                "Below: days without any confirmed revocation (remediation stalled when it grows while secrets "
+                "are open). The p50/p90 further down are histogram estimates over Prometheus' last 7 days.",
+                OWASP_EXPOSURE, CSF_RESPOND),
+            targets([
+                (f"nhi_time_to_revoke_median_seconds{sel(w)}", "median"),
+                (f"nhi_exposure_revocation_idle_seconds{sel()}", "since last revocation"),
+            ]),
+            "s", REVOKE_TIME, w=6, h=6, graph=False, noValue="no revocations in window",
+        ),
+        stat(
+            "Standing privilege and governed share",
+            doc("Q: are identities getting safer? Standing privileged NHIs added in the window (per the "
+                "exporter's store; negative is better) next to the share of NHIs in a governed lifecycle.",
+                "OWASP NHI Top 10: NHI5 Overprivileged NHI, NHI1 Improper Offboarding",
+                "NIST CSF 2.0: PR.AA-05, PR.AA-01"),
+            targets([
+                (f"sum(nhi_standing_privileged_identities_change{sel(w)})", "privileged added"),
+                (f"nhi:identities_governed:ratio{sel()}", "governed share"),
+            ]),
+            "short", th("green", (1, "red")), w=6, h=6, decimals=0, graph=False,
+            overrides=[override_ref("B", unit="percentunit", thresholds=HIGHER_BETTER)],
+        ),
+        bargauge(
+            "Trend per window: secrets in code",
+            doc("Q: is it getting better over 7d, 30d and 90d? Distinct open exposures now minus at each window's "
+                "start; negative = secrets removed faster than they leak. A rise only in the long windows is a "
+                "slow leak (NHISecretsInCodeRising fires per window).", OWASP_EXPOSURE, CSF_REVIEW),
+            targets([(f"nhi_secrets_in_code_delta{sel()}", "{{window}}")], instant=True),
+            "short", LOWER_BETTER_COUNT, w=8, h=6, decimals=0,
+        ),
+        bargauge(
+            "Trend per window: posture",
+            doc("Q: which way is the posture moving? Overall posture score now minus at each window's start "
+                "(0.05 = 5 points); red below −0.05, the NHIPostureScoreDropping threshold.",
+                "OWASP NHI Top 10: NHI1, NHI2, NHI5, NHI7", CSF_REVIEW),
+            targets([(f"nhi_posture_score_change{sel(eq('dimension', 'overall'))}", "{{window}}")], instant=True),
+            "percentunit", CHANGE, w=8, h=6, min=-0.25, max=0.25, decimals=1,
+        ),
+        bargauge(
+            "Trend per window: standing privilege",
+            doc("Q: is standing privilege falling quarter over quarter? Standing privileged NHIs now minus at each "
+                "window's start, all sources (a source added later counts from its first poll).",
+                "OWASP NHI Top 10: NHI5 Overprivileged NHI", "NIST CSF 2.0: PR.AA-05"),
+            targets([(f"sum by (window) (nhi_standing_privileged_identities_change{sel()})", "{{window}}")], instant=True),
+            "short", th("green", (1, "red")), w=8, h=6, decimals=0,
+        ),
         row("Posture"),
         stat(
             "Overall posture score",
@@ -412,8 +520,8 @@ def outcomes():
         ),
         bargauge(
             "Posture score by dimension",
-            doc("Posture score per dimension, 0..1: exposure = 1 − open live/unknown exposures ÷ exposures seen "
-                "in 90d; privilege = 1 − standing privileged ÷ NHIs; hygiene = 1 − long-lived ÷ active "
+            doc("Posture score per dimension, 0..1: exposure = 1 ÷ (1 + open live/unknown exposures ÷ 10), "
+                "so every leak lowers it; privilege = 1 − standing privileged ÷ NHIs; hygiene = 1 − long-lived ÷ active "
                 "credentials; governance = governed ÷ NHIs.",
                 "OWASP NHI Top 10: NHI2 (exposure), NHI5 (privilege), NHI7 (hygiene), NHI1 (governance)",
                 "NIST CSF 2.0: GV.OV-03, PR.AA-01, PR.AA-05, RS.MI-02"),
@@ -490,7 +598,7 @@ def outcomes():
         ),
         row("Remediation: activity next to outcome"),
         stat(
-            "Time to revoke, exact median ($window)",
+            "Time to revoke, exact median ($window, the KPI)",
             doc("Exact median of first detection → confirmed revocation (the secret shown unusable by its "
                 "provider or a validity check) for exposures revoked in the selected window, from the "
                 "exporter's store. Outcome KPI; empty when nothing was revoked in the window.",
@@ -499,7 +607,7 @@ def outcomes():
             "s", REVOKE_TIME, w=6, h=6, noValue="no revocations in window",
         ),
         stat(
-            "Time to revoke vs time to close (trailing 7d)",
+            "Histogram estimate: revoke vs close p50/p90 (trailing 7d)",
             doc("p50/p90 of time to revoke (outcome: detection → secret confirmed unusable) next to p50/p90 "
                 "of time to close (activity: detection → finding closed), over the last 7 days, from the "
                 "persisted histograms. Closing fast while revoking slowly is compliance theatre.",
@@ -528,7 +636,7 @@ def outcomes():
             overrides=[override_ref("C", thresholds=th("green", (0.1, "orange"), (0.3, "red")))],
         ),
         timeseries(
-            "Time to revoke vs time to close (p50/p90, trailing 7d)",
+            "Histogram estimate: revoke vs close p50/p90 over time (trailing 7d)",
             doc("Trailing-7-day p50/p90 of time to revoke (outcome) and time to close (activity). Log scale. "
                 "The gap between the revoke and close lines is time a closed finding's secret kept working.",
                 OWASP_EXPOSURE, "NIST CSF 2.0: RS.MI-02, GV.OV-03"),
@@ -769,16 +877,16 @@ def exposure():
             doc("How many exposures were revoked within each time-to-revoke bucket (seconds, upper bound), "
                 "since the store started. Outcome KPI distribution.",
                 OWASP_EXPOSURE, CSF_RESPOND),
-            targets([(f"sum by (le) (nhi_time_to_revoke_seconds_bucket{sel()})", "≤ {{le}} s")], instant=True, fmt="heatmap"),
-            "short", NEUTRAL, w=12, h=9,
+            targets([(f"sum by (le) (nhi_time_to_revoke_seconds_bucket{sel()})", "{{le}}")], instant=True, fmt="heatmap"),
+            "short", NEUTRAL, w=12, h=9, overrides=BUCKET_NAMES,
         ),
         bargauge(
             "Time to close distribution (all time)",
             doc("How many findings were closed within each time-to-close bucket (seconds, upper bound), for the "
                 "selected scanners, since the store started. The activity twin of time to revoke.",
                 OWASP_EXPOSURE, "NIST CSF 2.0: RS.MI-02, GV.OV-03"),
-            targets([(f'sum by (le) (nhi_time_to_close_seconds_bucket{sel(f[0])})', "≤ {{le}} s")], instant=True, fmt="heatmap"),
-            "short", NEUTRAL, w=12, h=9,
+            targets([(f'sum by (le) (nhi_time_to_close_seconds_bucket{sel(f[0])})', "{{le}}")], instant=True, fmt="heatmap"),
+            "short", NEUTRAL, w=12, h=9, overrides=BUCKET_NAMES,
         ),
     ]
     extra = [
@@ -799,7 +907,8 @@ def exposure():
 def identities():
     # `scope` (account, project, subscription, cluster) exists only with
     # labels.scope.enabled; "All" is `.*`, which also matches series without it.
-    f = ('source=~"$source"', 'provider=~"$provider"', 'scope=~"$scope"')
+    # `team` likewise exists only with labels.team.enabled.
+    f = ('source=~"$source"', 'provider=~"$provider"', 'scope=~"$scope"', 'team=~"$team"')
     s = sel(*f)
     active = sel(*f, 'state="active"')
     by = "by (source, provider)"
@@ -1016,6 +1125,9 @@ def identities():
         var_query("scope", "Scope",
                   f'label_values(nhi_identities{{{SEL}, source=~"$source", provider=~"$provider"}}, scope)',
                   all_value=".*"),
+        var_query("team", "Team",
+                  f'label_values(nhi_identities{{{SEL}, source=~"$source", provider=~"$provider"}}, team)',
+                  all_value=".*"),
     ]
     return dashboard(
         "nhi-identities", "NHI identities and credentials",
@@ -1062,6 +1174,24 @@ def exporter():
                   "indexByName": {"job": 0, "instance": 1, "version": 2, "revision": 3},
                   "renameByName": {},
               }}]),
+        timeseries("Exporter process: memory, CPU, open files",
+                   doc("The exporter's own process (process_* from the standard process collector): resident "
+                       "memory, CPU cores used, open file descriptors. A restart shows as an annotation and as "
+                       "uptime falling to 0.", "", CSF_MONITOR),
+                   targets([
+                       (f"process_resident_memory_bytes{sel()}", "{{instance}} resident memory"),
+                       (f"rate(process_cpu_seconds_total{sel()}[$__rate_interval])", "{{instance}} CPU cores"),
+                       (f"process_open_fds{sel()}", "{{instance}} open fds"),
+                   ]),
+                   "bytes", NEUTRAL, w=16, h=7,
+                   overrides=[override_ref("B", unit="short", custom__axisPlacement="right"),
+                              override_ref("C", unit="short", custom__axisPlacement="right")]),
+        stat("Exporter uptime",
+             doc("Time since the exporter process started (time() − process_start_time_seconds). Counters and "
+                 "histograms continue across restarts (they are persisted); this shows when one happened.",
+                 "", CSF_MONITOR),
+             targets([(f"time() - process_start_time_seconds{sel()}", "{{instance}}")]),
+             "s", th("orange", (600, "green")), w=8, h=7, graph=False),
         row("Sources"),
         stat("Sources up",
              doc("Whether each source's latest poll succeeded. A source down for 15m fires NHISourceDown.",
