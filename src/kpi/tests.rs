@@ -483,3 +483,84 @@ fn standing_privilege_change_per_source_and_window() {
     assert_eq!(change(&s, "aws"), Some(1.0));
     assert_eq!(change(&s, "aws2"), Some(0.0));
 }
+
+/// The collector renders the new families with their labels and exact
+/// values, and drops a stale source's standing privilege change.
+#[test]
+fn collector_renders_previous_windows_ages_and_standing_change() {
+    use super::collector::{KpiCollector, KpiView};
+    use std::sync::Arc;
+    let mut snap = Snapshot {
+        residual_oldest_age: Some(7200.0),
+        revocation_idle: Some(86_400.0),
+        first_success: Some(T0),
+        ..Default::default()
+    };
+    snap.windows.push(WindowKpis {
+        label: "7d".into(),
+        start: T0,
+        secrets_in_code_delta: 0.0,
+        closure_ratio: Some(0.5),
+        exposure_reduction_ratio: Some(0.25),
+        time_to_revoke_median: Some(7200.0),
+        posture_change: vec![],
+        previous: Some(PreviousWindow {
+            closure_ratio: Some(0.75),
+            exposure_reduction_ratio: None,
+            time_to_revoke_median: Some(3600.0),
+        }),
+        standing_privileged_change: vec![("aws".into(), 2.0), ("old".into(), 5.0)],
+    });
+    let view = KpiView {
+        snapshot: Arc::new(snap),
+        sources: vec![("aws".into(), "aws".into()), ("old".into(), "aws".into())],
+        stale: ["old".to_string()].into_iter().collect(),
+        now: T0 + DAY,
+        ..Default::default()
+    };
+    let fams = KpiCollector::families(&view);
+    let values = |name: &str| -> Vec<(Vec<(String, String)>, f64)> {
+        fams.iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .map(|m| {
+                let l = m
+                    .get_label()
+                    .iter()
+                    .map(|p| (p.get_name().to_string(), p.get_value().to_string()))
+                    .collect();
+                (l, m.get_gauge().get_value())
+            })
+            .collect()
+    };
+    let w = |v: &str| vec![("window".to_string(), v.to_string())];
+    assert_eq!(
+        values("nhi_residual_exposure_oldest_age_seconds"),
+        vec![(vec![], 7200.0)]
+    );
+    assert_eq!(
+        values("nhi_exposure_revocation_idle_seconds"),
+        vec![(vec![], 86_400.0)]
+    );
+    assert_eq!(values("nhi_closure_ratio_previous"), vec![(w("7d"), 0.75)]);
+    // No previous reduction ratio (nothing to divide by): omitted, not 0.
+    assert_eq!(values("nhi_exposure_reduction_ratio_previous"), vec![]);
+    assert_eq!(
+        values("nhi_time_to_revoke_median_previous_seconds"),
+        vec![(w("7d"), 3600.0)]
+    );
+    assert_eq!(
+        values("nhi_standing_privileged_identities_change"),
+        vec![(
+            vec![
+                ("source".to_string(), "aws".to_string()),
+                ("window".to_string(), "7d".to_string())
+            ],
+            2.0
+        )]
+    );
+    assert_eq!(
+        values("nhi_store_history_seconds"),
+        vec![(vec![], DAY as f64)]
+    );
+}
