@@ -527,7 +527,7 @@ fn collector_renders_previous_windows_ages_and_standing_change() {
                 let l = m
                     .get_label()
                     .iter()
-                    .map(|p| (p.get_name().to_string(), p.get_value().to_string()))
+                    .map(|p| (p.name().to_string(), p.value().to_string()))
                     .collect();
                 (l, m.get_gauge().get_value())
             })
