@@ -35,8 +35,8 @@ WHAT IS CHECKED
      the spec fields the chart sets, field names against the operator's
      Endpoint/RelabelConfig fields, durations, and for PrometheusRule that
      spec equals the parsed deploy/prometheus/*.rules.yml file exactly, with
-     prometheusRule.selector, .severities and .keepFiringFor /
-     .healthKeepFiringFor applied.
+     prometheusRule.selector, .severities, .keepFiringFor /
+     .healthKeepFiringFor, .runbookURLPrefix and .dashboardURL applied.
   7. Cross-references: selectors match the pod labels; the Service and the
      probes name a container port that exists; every volumeMount has a volume;
      the ConfigMap, Secret, PVC and ServiceAccount the pod refers to are
@@ -1047,7 +1047,10 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
                 for rule in g["rules"]:
                     rule["expr"] = rule["expr"].replace('job="nhi-exporter"', pv["selector"])
                     for k, v in rule.get("annotations", {}).items():
-                        rule["annotations"][k] = v.replace('job="nhi-exporter"', pv["selector"])
+                        v = v.replace('job="nhi-exporter"', pv["selector"])
+                        v = v.replace("https://github.com/nhi-exporter/nhi-exporter/blob/main/docs/runbooks.md#",
+                                      pv["runbookURLPrefix"])
+                        rule["annotations"][k] = v.replace("http://grafana.example.com/d/", pv["dashboardURL"] + "/d/")
                     if "severity" in rule.get("labels", {}):
                         rule["labels"]["severity"] = sev[rule["labels"]["severity"]]
                     if "keep_firing_for" in rule:
