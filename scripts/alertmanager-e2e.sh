@@ -93,7 +93,8 @@ for _ in $(seq 1 90); do notified && break; sleep 1; done
 notified || fail "NHIResidualExposures did not reach the webhook in 90 s"
 python3 - "$W/hook.jsonl" <<'PY' || fail "webhook payload"
 import json, sys
-path, body = open(sys.argv[1]).readline().split(" ", 1)
+lines = [l.split(" ", 1) for l in open(sys.argv[1]) if '"alertname":"NHIResidualExposures"' in l]
+path, body = lines[0]
 msg = json.loads(body)
 assert path == "/security-tickets", path             # area=exposure, severity=warning
 assert msg["status"] == "firing", msg["status"]
