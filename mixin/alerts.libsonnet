@@ -12,11 +12,11 @@
   local n(x) = std.toString(x),
   // One rule per alert over every configured window: `window` stays a label.
   local wsel = 'window=~"%s"' % std.join('|', c.windows),
-  local pct(x) = std.toString(x * 100),
-  local dur(s) =
-    if s % 86400 == 0 then '%dd' % (s / 86400)
-    else if s % 3600 == 0 then '%dh' % (s / 3600)
-    else '%dm' % (s / 60),
+  // Thresholds in descriptions go through Prometheus' own humanize
+  // functions, so the number in the text is the number in the expression
+  // (also when the Helm chart substitutes its values).
+  local pct(x) = '{{ %s | humanizePercentage }}' % n(x),
+  local dur(s) = '{{ %s | humanizeDuration }}' % n(s),
   local alert(name, sev, area, expr, summary, description, forDur=null, keep=c.keepFiringFor, dashboard='nhi-outcomes') = {
     alert: name,
     expr: expr,
@@ -109,7 +109,7 @@
               n(t.reductionRatioDrop),
             ],
             'Exposure reduction ratio over {{ $labels.window }} fell to {{ $value | humanizePercentage }}',
-            'The share of exposures confirmed revoked over the last {{ $labels.window }} is {{ $value | humanizePercentage }} for job {{ $labels.job }}, more than %s points below the {{ $labels.window }} before. OWASP NHI2 Secret Leakage; NIST CSF 2.0 RS.MI-02.' % pct(t.reductionRatioDrop),
+            'The share of exposures confirmed revoked over the last {{ $labels.window }} is {{ $value | humanizePercentage }} for job {{ $labels.job }}, more than %s below the {{ $labels.window }} before. OWASP NHI2 Secret Leakage; NIST CSF 2.0 RS.MI-02.' % pct(t.reductionRatioDrop),
             forDur=t.trendFor,
           )
         ] + [
@@ -142,7 +142,7 @@
             'NHIGovernedShareFalling', 'ticket', 'governance',
             '%s < -%s' % [agg(m('nhi_posture_score_change', 'dimension="governance", ' + wsel)), n(t.governedShareDrop)],
             'Governed share of NHIs changed by {{ $value | humanizePercentage }} points in {{ $labels.window }}',
-            'The share of NHIs inside a governed lifecycle (owned, credentials rotated or within max age, used within unused_after) of job {{ $labels.job }} changed by {{ $value | humanizePercentage }} points over the last {{ $labels.window }} (threshold -%s points). OWASP NHI1 Improper Offboarding, NHI7 Long-Lived Secrets; NIST CSF 2.0 PR.AA-01, ID.AM-08.' % pct(t.governedShareDrop),
+            'The share of NHIs inside a governed lifecycle (owned, credentials rotated or within max age, used within unused_after) of job {{ $labels.job }} changed by {{ $value | humanizePercentage }} points over the last {{ $labels.window }} (threshold -%s). OWASP NHI1 Improper Offboarding, NHI7 Long-Lived Secrets; NIST CSF 2.0 PR.AA-01, ID.AM-08.' % pct(t.governedShareDrop),
             forDur=t.trendFor, dashboard='nhi-identities',
           )
         ] + [
@@ -150,7 +150,7 @@
             'NHIPostureScoreDropping', 'ticket', 'posture',
             '%s < -%s' % [agg(m('nhi_posture_score_change', 'dimension!~"governance|exposure", ' + wsel)), n(t.postureDrop)],
             'NHI posture ({{ $labels.dimension }}) changed by {{ $value | humanizePercentage }} points in {{ $labels.window }}',
-            'The {{ $labels.dimension }} posture score of job {{ $labels.job }} changed by {{ $value | humanizePercentage }} points over the last {{ $labels.window }} (threshold -%s points). A slow drift shows in the longer windows first. OWASP NHI1, NHI2, NHI5, NHI7; NIST CSF 2.0 GV.OV-03.' % pct(t.postureDrop),
+            'The {{ $labels.dimension }} posture score of job {{ $labels.job }} changed by {{ $value | humanizePercentage }} points over the last {{ $labels.window }} (threshold -%s). A slow drift shows in the longer windows first. OWASP NHI1, NHI2, NHI5, NHI7; NIST CSF 2.0 GV.OV-03.' % pct(t.postureDrop),
             forDur=t.trendFor,
           )
         ],

@@ -104,7 +104,7 @@ assert l == {"alertname": "NHIResidualExposures", "area": "exposure", "job": "nh
 assert an["runbook_url"].endswith("docs/runbooks.md#nhiresidualexposures"), an
 assert an["dashboard_url"].endswith("/d/nhi-exposure"), an
 assert an["summary"].startswith("A closed exposure has still had a working secret for 2h"), an["summary"]
-assert "(threshold 1h)" in an["description"], an["description"]
+assert "(threshold 1h 0m 0s)" in an["description"], an["description"]
 print("webhook got", l["alertname"], "at", path, "with", sorted(an))
 PY
 

@@ -50,7 +50,7 @@ check(live["page"]["expr"].endswith("> 86400"), "live critical threshold kept: "
 check(live["page"]["keep_firing_for"] == "3h", "keep_firing_for")
 check(by["NHISecretsInCodeBurst"][0]["expr"].endswith(">= 25") and 'window="14d"' in by["NHISecretsInCodeBurst"][0]["expr"], "burst: " + by["NHISecretsInCodeBurst"][0]["expr"])
 check("> 2592000" in by["NHIRemediationStalled"][0]["expr"], "stalled threshold")
-check("(threshold 30d)" in by["NHIRemediationStalled"][0]["annotations"]["description"], "stalled description")
+check("(threshold {{ 2592000 | humanizeDuration }})" in by["NHIRemediationStalled"][0]["annotations"]["description"], "stalled description")
 dlive = [r for r in default if r["alert"] == "NHILiveSecretExposed"]
 check({r["labels"]["severity"] for r in dlive} == {"warning", "critical"}, "default severities")
 check(all('job="nhi-exporter"' in r["expr"] for r in default if r["alert"] != "NHIExporterAbsent") , "default selector")
