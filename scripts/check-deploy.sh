@@ -20,7 +20,8 @@
 #
 #   scripts/check-deploy.sh
 #
-# Needs python3 (with venv) and network access to PyPI on first run: it
+# Needs python3 (with venv), jsonnet (the chart's rules are compared with the
+# mixin's) and network access to PyPI on first run: it
 # creates .venv-deploy with pinned tools. The exporter binary is taken from
 # $NHI_EXPORTER_BIN, else target/debug, else target/release; without one the
 # checks that run it are skipped with a NOTICE. So are promtool's and

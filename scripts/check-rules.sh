@@ -7,7 +7,7 @@
 # EXPOSITION defaults to tests/rules/sample-exposition.prom (hand-written, every
 # SPEC section 3 metric); pass a file scraped from a real exporter to lint the
 # dashboards against it instead. Needs promtool (Debian: apt-get install
-# prometheus) and python3.
+# prometheus), jsonnet and python3.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -28,6 +28,8 @@ step() {
   fi
 }
 
+step bash scripts/gen-mixin.sh --check
+step bash tests/mixin/config-changes-output.sh
 step promtool check rules deploy/prometheus/*.rules.yml
 step promtool check config deploy/prometheus/prometheus.yml
 echo
@@ -56,13 +58,13 @@ def anchor(heading):
 
 anchors = {anchor(h) for h in re.findall(r"^#+\s+(.+)$", doc, re.M)}
 problems = []
-alerts = re.findall(r"^\s*-\s*alert:\s*(\S+)", rules, re.M)
+alerts = re.findall(r"^\s*-\s*alert:\s*\"?([^\"\s]+)", rules, re.M)
 blocks = re.split(r"^\s*-\s*alert:\s*", rules, flags=re.M)[1:]
 for name, block in zip(alerts, blocks):
     for key in ("severity:", "summary:", "description:", "runbook_url:"):
         if key not in block:
             problems.append(f"{name}: no {key[:-1]}")
-    m = re.search(r"runbook_url:\s*(\S+)", block)
+    m = re.search(r"runbook_url:\s*\"?([^\"\s]+)", block)
     if m:
         url = m.group(1)
         if "docs/runbooks.md#" not in url:
@@ -71,7 +73,7 @@ for name, block in zip(alerts, blocks):
             problems.append(f"{name}: runbook anchor #{url.split('#', 1)[1]} not in docs/runbooks.md")
     if anchor(name) not in anchors:
         problems.append(f"{name}: no '## {name}' section in docs/runbooks.md")
-    sev = re.search(r"severity:\s*(\S+)", block)
+    sev = re.search(r"severity:\s*\"?([^\"\s]+)", block)
     if sev and sev.group(1) not in ("warning", "critical"):
         problems.append(f"{name}: severity {sev.group(1)} is not warning or critical")
 for p in problems:
@@ -86,7 +88,7 @@ step check_runbooks
 check_test_coverage() {
   python3 - <<'PY'
 import glob, re, sys
-alerts = set(re.findall(r"^\s*-\s*alert:\s*(\S+)", open("deploy/prometheus/nhi-alerts.rules.yml").read(), re.M))
+alerts = set(re.findall(r"^\s*-\s*alert:\s*\"?([^\"\s]+)", open("deploy/prometheus/nhi-alerts.rules.yml").read(), re.M))
 fires, silent = set(), set()
 for path in glob.glob("tests/rules/*.test.yml"):
     text = open(path).read()

@@ -14,10 +14,11 @@ W=$(mktemp -d /tmp/cmp.XXXX); PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill $p 2>/dev/null||true; done' EXIT
 norm() { # time-dependent values become X
   grep -v '^# ' "$1" | sed -E \
-   -e 's/^(nhi_(source_last_success_timestamp_seconds|config_last_reload_success_timestamp_seconds|store_history_seconds|exposure_oldest_open_age_seconds|credential_oldest_age_seconds)(\{[^}]*\})?) .*/\1 X/' \
+   -e 's/^(nhi_(source_last_success_timestamp_seconds|config_last_reload_success_timestamp_seconds|store_history_seconds|exposure_oldest_open_age_seconds|residual_exposure_oldest_age_seconds|exposure_revocation_idle_seconds|credential_oldest_age_seconds)(\{[^}]*\})?) .*/\1 X/' \
    -e 's/^(nhi_source_poll_duration_seconds_[a-z]+(\{[^}]*\})?) .*/\1 X/' \
    -e 's/^(nhi_time_to_(revoke|close)_seconds_sum(\{[^}]*\})?) .*/\1 X/' \
    -e 's/^(nhi_time_to_revoke_median_seconds(\{[^}]*\})?) .*/\1 X/' \
+   -e 's/^(process_[a-z_]+) .*/\1 X/' \
    -e 's/revision="[^"]*"/revision="X"/' | sort
 }
 run() { # name config [state-name]

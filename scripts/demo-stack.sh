@@ -156,8 +156,8 @@ log "the story: the payments CI key and the vault DB password are revoked; the i
 wait_for "the revocations and the residual exposure" has_data 'sum(nhi_exposures_revoked_total{confirmed_by=~"aws|vault"}) >= 2 and on() nhi_residual_exposures >= 1'
 # The closures come from the report poll and the revocations from the vault
 # and aws polls, in either order: wait for both recorded quantiles.
-wait_for "recorded time-to-revoke quantile" has_data 'nhi:time_to_revoke_seconds:p50_7d'
-wait_for "recorded time-to-close quantile" has_data 'nhi:time_to_close_seconds:p50_7d'
+wait_for "recorded time-to-revoke quantile" has_data 'instance:nhi_time_to_revoke_seconds:p50_7d'
+wait_for "recorded time-to-close quantile" has_data 'instance:nhi_time_to_close_seconds:p50_7d'
 
 if [ "$CHECK" -eq 1 ]; then
   log "checking the real exposition: promtool check metrics, dashboard lint"
@@ -178,7 +178,7 @@ The demo stack is up (Ctrl-C stops it):
   OpenBao      $BAO_ADDR   (dev server; token in $WORK/vault-token)
   moto         $MOTO_URL
 Try:  nhi_exposures_revoked_total   nhi_residual_exposures   nhi_standing_privileged_identities
-      nhi:time_to_revoke_seconds:p50_7d   nhi_posture_score
+      instance:nhi_time_to_revoke_seconds:p50_7d   nhi_posture_score
 Dashboards: import dashboards/*.json into Grafana with this Prometheus as the
 data source (deploy/grafana/ has provisioning files).
 MSG

@@ -60,6 +60,7 @@ VAR_VALUES = {
     "secret_type": ".*",
     "provider": ".*",
     "scope": ".*",
+    "team": ".*",
 }
 
 PROMQL_KEYWORDS = {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of nhi-exporter. On a fresh machine it first installs what
-# the tests need: Debian's prometheus package (promtool and the server), git,
+# the tests need: Debian's prometheus package (promtool and the server),
+# prometheus-alertmanager (the server and amtool), jsonnet (the mixin), git,
 # and a Python virtualenv (.venv) with the pinned scanners the tests run.
 # Usage: scripts/test.sh [--install-only]
 set -euo pipefail
@@ -22,6 +23,8 @@ install_debian_packages() {
   local missing=()
   command -v promtool >/dev/null || missing+=(prometheus)
   command -v prometheus >/dev/null || missing+=(prometheus)
+  command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+  command -v jsonnet >/dev/null || missing+=(jsonnet)
   command -v git >/dev/null || missing+=(git)
   command -v curl >/dev/null || missing+=(curl ca-certificates)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
@@ -30,9 +33,12 @@ install_debian_packages() {
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
-  # Debian's package starts a prometheus service on :9090 where systemd
-  # runs; the tests start their own servers on free loopback ports.
+  # Debian's packages start prometheus (:9090) and alertmanager (:9093)
+  # services where systemd runs; the tests start their own servers on free
+  # loopback ports (alertmanager with clustering off).
   promtool --version | head -1
+  amtool --version 2>&1 | head -1
+  jsonnet --version
 }
 
 install_python_tools() {
@@ -80,6 +86,9 @@ bash scripts/check-rules.sh
 
 log "tests"
 cargo test --locked --all-features -- --test-threads=2
+
+log "Alertmanager end to end: exporter + Prometheus + Alertmanager + webhook, alert survives an exporter restart"
+bash scripts/alertmanager-e2e.sh
 
 log "demo stack: OpenBao + moto + exporter + Prometheus, every dashboard query has data"
 bash scripts/demo-stack.sh --check

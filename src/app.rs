@@ -177,6 +177,10 @@ impl App {
             keep
         });
         for s in cfg.sources.iter().filter(|s| s.enabled) {
+            self.health
+                .interval
+                .with_label_values(&[s.name.as_str(), s.type_name()])
+                .set(s.interval.as_secs_f64());
             statuses.entry(s.name.clone()).or_insert_with(|| {
                 let last = persisted.get(&s.name).copied();
                 self.health.add_source(&s.name, s.type_name(), last);

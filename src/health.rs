@@ -13,6 +13,7 @@ pub struct Health {
     pub build_info: GaugeVec,
     pub up: GaugeVec,
     pub last_success: GaugeVec,
+    pub interval: GaugeVec,
     pub poll_duration: HistogramVec,
     pub errors: IntCounterVec,
     pub reload_ok: Gauge,
@@ -45,6 +46,13 @@ impl Health {
                 ),
                 &["source", "source_type"],
             )),
+            interval: must(GaugeVec::new(
+                Opts::new(
+                    "nhi_source_interval_seconds",
+                    "The source's configured poll interval (before jitter).",
+                ),
+                &["source", "source_type"],
+            )),
             poll_duration: must(HistogramVec::new(
                 HistogramOpts::new("nhi_source_poll_duration_seconds", "Wall time of each poll, fetch and apply.")
                     .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0]),
@@ -69,6 +77,7 @@ impl Health {
         must(registry.register(Box::new(h.build_info.clone())));
         must(registry.register(Box::new(h.up.clone())));
         must(registry.register(Box::new(h.last_success.clone())));
+        must(registry.register(Box::new(h.interval.clone())));
         must(registry.register(Box::new(h.poll_duration.clone())));
         must(registry.register(Box::new(h.errors.clone())));
         must(registry.register(Box::new(h.reload_ok.clone())));
@@ -76,6 +85,12 @@ impl Health {
         h.build_info
             .with_label_values(&[VERSION, REVISION])
             .set(1.0);
+        // The standard process_* family (CPU, resident memory, open fds,
+        // start time): restarts and leaks show on the dashboards.
+        #[cfg(target_os = "linux")]
+        must(registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )));
         h
     }
 
@@ -83,6 +98,7 @@ impl Health {
     /// rate() and absent() work from the first scrape.
     pub fn add_source(&self, name: &str, kind: &str, last_success: Option<i64>) {
         self.up.with_label_values(&[name, kind]).set(0.0);
+        let _ = self.interval.with_label_values(&[name, kind]);
         self.last_success
             .with_label_values(&[name, kind])
             .set(last_success.unwrap_or(0) as f64);
@@ -96,6 +112,7 @@ impl Health {
     pub fn remove_source(&self, name: &str, kind: &str) {
         let _ = self.up.remove_label_values(&[name, kind]);
         let _ = self.last_success.remove_label_values(&[name, kind]);
+        let _ = self.interval.remove_label_values(&[name, kind]);
         let _ = self.poll_duration.remove_label_values(&[name, kind]);
         for r in ErrorReason::ALL {
             let _ = self.errors.remove_label_values(&[name, kind, r.as_str()]);

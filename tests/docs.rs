@@ -98,3 +98,47 @@ fn version_names_the_build() {
     );
     assert!(v.contains("revision"), "{v}");
 }
+
+/// The standard process collector and each source's configured interval are
+/// on the exposition (the dashboards and the stale alert read them).
+#[test]
+fn process_metrics_and_source_interval_are_exposed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state: {{path: s.db}}\nsources: [{{name: d, type: gitleaks, interval: 7m, paths: ['{}/config/demo/gitleaks/*.json']}}]\n",
+            repo().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == "nhi_source_interval_seconds{source=\"d\",source_type=\"gitleaks\"} 420"),
+        "{text}"
+    );
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .parse()
+            .unwrap()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    // Started within the last minute, by this test.
+    let started = value("process_start_time_seconds");
+    assert!(started <= now && started > now - 60.0, "{started} vs {now}");
+    assert!(value("process_resident_memory_bytes") > 1_000_000.0);
+    assert!(value("process_open_fds") >= 3.0);
+}

@@ -30,10 +30,10 @@ const NEEDS_INVENTORY_SOURCES: &[&str] = &[
     "nhi_credentials_rotation_enabled",
     "nhi_credentials_by_age",
     "nhi_credential_oldest_age_seconds",
-    "nhi:identities",
-    "nhi:human_identities",
-    "nhi:standing_privileged_identities",
-    "nhi:time_to_revoke_seconds",
+    "instance:nhi_identities",
+    "instance:nhi_human_identities",
+    "instance:nhi_standing_privileged_identities",
+    "instance:nhi_time_to_revoke_seconds",
     "nhi_time_to_revoke_median_seconds",
     // Age of the oldest *live* exposure: absent while nothing is live.
     "nhi_exposure_oldest_open_age_seconds&validity=\"live\"",
@@ -177,7 +177,7 @@ fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
     wait(
         "recorded time-to-close quantile",
         Duration::from_secs(60),
-        || series(pport, "nhi:time_to_close_seconds:p50_7d") >= 1,
+        || series(pport, "instance:nhi_time_to_close_seconds:p50_7d") >= 1,
     );
 
     // Every rule group loads and evaluates healthy.

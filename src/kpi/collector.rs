@@ -76,6 +76,12 @@ const FAMILIES: &[Family] = &[
     Family { name: "nhi_time_to_revoke_median_seconds", help: "Exact median time to revoke of the exposures revoked in the window.", kind: MetricType::GAUGE },
     Family { name: "nhi_posture_score", help: "Posture score 0..1 per dimension (exposure, privilege, hygiene, governance, overall).", kind: MetricType::GAUGE },
     Family { name: "nhi_posture_score_change", help: "Posture score now minus at the window's start.", kind: MetricType::GAUGE },
+    Family { name: "nhi_residual_exposure_oldest_age_seconds", help: "Time since the oldest residual exposure had all its findings closed while its secret still works.", kind: MetricType::GAUGE },
+    Family { name: "nhi_exposure_revocation_idle_seconds", help: "Time since the latest confirmed revocation of an exposure, or since the store's first successful poll when none was revoked since.", kind: MetricType::GAUGE },
+    Family { name: "nhi_closure_ratio_previous", help: "nhi_closure_ratio of the window before the current one; absent until the store's history covers it.", kind: MetricType::GAUGE },
+    Family { name: "nhi_exposure_reduction_ratio_previous", help: "nhi_exposure_reduction_ratio of the window before the current one; absent until the store's history covers it.", kind: MetricType::GAUGE },
+    Family { name: "nhi_time_to_revoke_median_previous_seconds", help: "nhi_time_to_revoke_median_seconds of the window before the current one; absent until the store's history covers it or when nothing was revoked in it.", kind: MetricType::GAUGE },
+    Family { name: "nhi_standing_privileged_identities_change", help: "Standing privileged NHIs of the source now minus at the window's start (or at the source's first poll).", kind: MetricType::GAUGE },
     Family { name: "nhi_store_history_seconds", help: "Time since the store's first successful poll; windows longer than this are computed over the history there is.", kind: MetricType::GAUGE },
 ];
 
@@ -188,6 +194,12 @@ impl KpiCollector {
             "nhi_residual_exposures",
             gauge(&[], s.residual_exposures as f64),
         );
+        if let Some(age) = s.residual_oldest_age {
+            push("nhi_residual_exposure_oldest_age_seconds", gauge(&[], age));
+        }
+        if let Some(idle) = s.revocation_idle {
+            push("nhi_exposure_revocation_idle_seconds", gauge(&[], idle));
+        }
 
         // Counters: stored values, plus zeros for the label sets a dashboard
         // needs from the start (configured sources x resolutions, confirmed_by).
@@ -294,6 +306,25 @@ impl KpiCollector {
             }
             if let Some(m) = w.time_to_revoke_median {
                 push("nhi_time_to_revoke_median_seconds", gauge(&win, m));
+            }
+            if let Some(p) = &w.previous {
+                if let Some(r) = p.closure_ratio {
+                    push("nhi_closure_ratio_previous", gauge(&win, r));
+                }
+                if let Some(r) = p.exposure_reduction_ratio {
+                    push("nhi_exposure_reduction_ratio_previous", gauge(&win, r));
+                }
+                if let Some(m) = p.time_to_revoke_median {
+                    push("nhi_time_to_revoke_median_previous_seconds", gauge(&win, m));
+                }
+            }
+            for (source, d) in &w.standing_privileged_change {
+                if live.contains(source.as_str()) {
+                    push(
+                        "nhi_standing_privileged_identities_change",
+                        gauge(&[("source", source), ("window", &w.label)], *d),
+                    );
+                }
             }
             for (dim, d) in &w.posture_change {
                 push(

@@ -61,6 +61,22 @@ pub struct WindowKpis {
     pub exposure_reduction_ratio: Option<f64>,
     pub time_to_revoke_median: Option<f64>,
     pub posture_change: Vec<(String, f64)>,
+    /// The same ratios and median over the window before this one
+    /// (`[start - length, start]`); `None` until the store's history covers
+    /// that whole previous window.
+    pub previous: Option<PreviousWindow>,
+    /// source → standing privileged NHIs now minus at the window's start
+    /// (or at the source's first recorded poll, so adding a source reads 0).
+    pub standing_privileged_change: Vec<(String, f64)>,
+}
+
+/// The window before a [`WindowKpis`] window, for trend rules that must not
+/// depend on Prometheus keeping that long a history of one instance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreviousWindow {
+    pub closure_ratio: Option<f64>,
+    pub exposure_reduction_ratio: Option<f64>,
+    pub time_to_revoke_median: Option<f64>,
 }
 
 /// Everything `/metrics` shows about the domain, as of the latest poll.
@@ -74,6 +90,14 @@ pub struct Snapshot {
     pub residual_exposures: u64,
     /// validity → age in seconds of the oldest open exposure.
     pub oldest_open_age: BTreeMap<String, f64>,
+    /// Seconds since the oldest residual exposure's findings were all
+    /// closed (it has been "closed, still exposed" that long); `None` when
+    /// there is no residual exposure.
+    pub residual_oldest_age: Option<f64>,
+    /// Seconds since the latest confirmed revocation, or since the store's
+    /// first successful poll when nothing was revoked since; `None` before
+    /// the first successful poll.
+    pub revocation_idle: Option<f64>,
     pub counters: Vec<(String, Labels, f64)>,
     pub histograms: Vec<(String, Labels, HistogramValue)>,
     pub windows: Vec<WindowKpis>,
@@ -92,6 +116,10 @@ impl Snapshot {
 }
 
 const NINETY_DAYS: i64 = 90 * 86_400;
+
+/// Open live-or-unknown exposures at which the `exposure` posture dimension
+/// is 0.5: `exposure = 1 / (1 + n / EXPOSURE_HALF_SCORE)`.
+pub const EXPOSURE_HALF_SCORE: f64 = 10.0;
 
 /// Map the stored normalised secret type to its label value.
 fn type_labels(conn: &Connection, max: usize) -> Result<BTreeMap<String, String>, StoreError> {
@@ -175,32 +203,30 @@ pub fn compute_with(
             s.oldest_open_age.insert(v, (now - first).max(0) as f64);
         }
     }
-    s.residual_exposures = conn.query_row(
-        "SELECT COUNT(*) FROM exposures WHERE residual = 1",
+    let (residual, residual_since): (i64, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), MIN(COALESCE(closed_at, first_detected_at)) FROM exposures WHERE residual = 1",
         [],
-        |r| r.get::<_, i64>(0),
-    )? as u64;
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    s.residual_exposures = residual as u64;
+    s.residual_oldest_age = residual_since.map(|t| (now - t).max(0) as f64);
+    let last_revoked: Option<i64> =
+        conn.query_row("SELECT MAX(revoked_at) FROM exposures", [], |r| r.get(0))?;
+    s.revocation_idle = s.first_success.map(|first| {
+        let since = last_revoked.map_or(first, |r| r.max(first));
+        (now - since).max(0) as f64
+    });
 
     s.counters = read_counters(conn)?;
     s.histograms = read_histograms(conn)?;
 
-    // Posture. exposure = 1 - open (live or unknown) / exposures seen in the
-    // last 90 days; 1 when there were none.
+    // Posture. exposure = 1 / (1 + open live-or-unknown / 10): 1 with none
+    // open, 0.5 with ten, and every new leak lowers it (a share of the
+    // exposures seen stays at 0 through a burst when all of them are open).
     let live_or_unknown = s.exposed_secrets.get("live").copied().unwrap_or(0)
         + s.exposed_secrets.get("unknown").copied().unwrap_or(0);
-    let since = now - NINETY_DAYS;
-    let seen: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM exposures WHERE open_findings > 0 OR first_detected_at >= ?1
-            OR closed_at >= ?1 OR revoked_at >= ?1",
-        [since],
-        |r| r.get(0),
-    )?;
-    let exposure = if seen == 0 {
-        1.0
-    } else {
-        (1.0 - live_or_unknown as f64 / seen as f64).clamp(0.0, 1.0)
-    };
-    s.posture.insert("exposure".into(), exposure);
+    s.posture
+        .insert("exposure".into(), exposure_score(live_or_unknown));
     s.inventory = inventory::compute(conn, policy, labels, sources, now)?;
     for (dim, v) in s.inventory.posture() {
         s.posture.insert(dim.into(), v.clamp(0.0, 1.0));
@@ -223,44 +249,87 @@ pub fn compute_with(
         .collect();
     // Detection counts of every window in one pass per table: cheaper, over
     // a whole poll, than maintaining an index on every insert.
-    let f_counts = detection_counts(conn, "findings", "detected_at", &starts, now)?;
-    let e_counts = detection_counts(conn, "exposures", "first_detected_at", &starts, now)?;
+    // Each window, then the one before it: [start, now], [start - len, start].
+    let mut ranges: Vec<(i64, i64)> = starts.iter().map(|st| (*st, now)).collect();
     for (i, w) in policy.windows.iter().enumerate() {
-        let wk = window_kpis(conn, &s, &w.label, starts[i], now, f_counts[i], e_counts[i])?;
+        ranges.push((starts[i] - w.duration.as_secs() as i64, starts[i]));
+    }
+    let f_counts = detection_counts(conn, "findings", "detected_at", &ranges)?;
+    let e_counts = detection_counts(conn, "exposures", "first_detected_at", &ranges)?;
+    let standing = standing_by_source(&s);
+    let n = policy.windows.len();
+    for (i, w) in policy.windows.iter().enumerate() {
+        let mut wk = window_kpis(conn, &s, &w.label, starts[i], now, f_counts[i], e_counts[i])?;
+        let (prev_start, prev_end) = ranges[n + i];
+        if s.first_success.is_some_and(|f| f <= prev_start) {
+            let p = window_kpis(
+                conn,
+                &s,
+                &w.label,
+                prev_start,
+                prev_end,
+                f_counts[n + i],
+                e_counts[n + i],
+            )?;
+            wk.previous = Some(PreviousWindow {
+                closure_ratio: p.closure_ratio,
+                exposure_reduction_ratio: p.exposure_reduction_ratio,
+                time_to_revoke_median: p.time_to_revoke_median,
+            });
+        }
+        for (source, now_v) in &standing {
+            let then =
+                windows::history_at(conn, &format!("standing_privileged:{source}"), starts[i])?;
+            wk.standing_privileged_change
+                .push((source.clone(), then.map_or(0.0, |t| now_v - t)));
+        }
         s.windows.push(wk);
     }
     Ok(s)
+}
+
+/// The `exposure` posture dimension for `n` open live-or-unknown exposures.
+pub fn exposure_score(n: u64) -> f64 {
+    1.0 / (1.0 + n as f64 / EXPOSURE_HALF_SCORE)
+}
+
+/// source → standing privileged NHIs, over every provider, kind and team.
+fn standing_by_source(s: &Snapshot) -> BTreeMap<String, f64> {
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for (key, c) in &s.inventory.identities {
+        *out.entry(key.0.clone()).or_default() += c.standing_privileged as f64;
+    }
+    out
 }
 
 fn count(conn: &Connection, sql: &str, start: i64, now: i64) -> Result<i64, StoreError> {
     Ok(conn.query_row(sql, params![start, now], |r| r.get(0))?)
 }
 
-/// For each window start: (rows detected before it, rows detected in
-/// [start, now]), from one scan of `table`.
+/// For each (start, end) range: (rows detected before start, rows
+/// detected in [start, end]), from one scan of `table`.
 fn detection_counts(
     conn: &Connection,
     table: &str,
     column: &str,
-    starts: &[i64],
-    now: i64,
+    ranges: &[(i64, i64)],
 ) -> Result<Vec<(i64, i64)>, StoreError> {
-    if starts.is_empty() {
+    if ranges.is_empty() {
         return Ok(Vec::new());
     }
     let mut cols = Vec::new();
-    for i in 0..starts.len() {
-        let p = i + 2; // ?1 is now
-        cols.push(format!("COUNT(*) FILTER (WHERE {column} < ?{p})"));
+    let mut params: Vec<i64> = Vec::new();
+    for (i, (start, end)) in ranges.iter().enumerate() {
+        let (ps, pe) = (2 * i + 1, 2 * i + 2);
+        cols.push(format!("COUNT(*) FILTER (WHERE {column} < ?{ps})"));
         cols.push(format!(
-            "COUNT(*) FILTER (WHERE {column} >= ?{p} AND {column} <= ?1)"
+            "COUNT(*) FILTER (WHERE {column} >= ?{ps} AND {column} <= ?{pe})"
         ));
+        params.extend([*start, *end]);
     }
     let sql = format!("SELECT {} FROM {table}", cols.join(", "));
-    let mut params: Vec<i64> = vec![now];
-    params.extend_from_slice(starts);
     let row = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
-        (0..starts.len() * 2)
+        (0..ranges.len() * 2)
             .map(|i| r.get::<_, i64>(i))
             .collect::<Result<Vec<_>, _>>()
     })?;
@@ -345,6 +414,8 @@ fn window_kpis(
         exposure_reduction_ratio,
         time_to_revoke_median,
         posture_change,
+        previous: None,
+        standing_privileged_change: Vec::new(),
     })
 }
 
@@ -359,6 +430,9 @@ pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Resul
     let mut series: Vec<(String, f64)> = vec![("exposed_secrets".into(), s.exposed_total() as f64)];
     for (dim, v) in &s.posture {
         series.push((format!("posture:{dim}"), *v));
+    }
+    for (source, v) in standing_by_source(s) {
+        series.push((format!("standing_privileged:{source}"), v));
     }
     let longest = policy
         .windows

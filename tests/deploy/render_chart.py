@@ -34,7 +34,9 @@ WHAT IS CHECKED
      has no schema for, are checked by hand: apiVersion, kind, metadata.name,
      the spec fields the chart sets, field names against the operator's
      Endpoint/RelabelConfig fields, durations, and for PrometheusRule that
-     spec equals the parsed deploy/prometheus/*.rules.yml file exactly.
+     spec equals what the monitoring mixin (mixin/, run with jsonnet)
+     generates with the chart's prometheusRule values as its _config
+     (selector, severities, keep-firing durations, URLs, thresholds).
   7. Cross-references: selectors match the pod labels; the Service and the
      probes name a container port that exists; every volumeMount has a volume;
      the ConfigMap, Secret, PVC and ServiceAccount the pod refers to are
@@ -1034,9 +1036,21 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
     # PrometheusRule, by hand: spec must be the rules file, parsed.
     prs = by_kind.get("PrometheusRule", [])
     if values["prometheusRule"]["enabled"]:
-        want = {}
-        for base in ("nhi-recording", "nhi-alerts"):
-            want[base] = load_yaml(os.path.join(repo_root, "deploy", "prometheus", f"{base}.rules.yml"))
+        # Expected: the mixin (mixin/) generated with the chart's knobs as _config.
+        pv = values["prometheusRule"]
+        cfg = {
+            "selector": pv["selector"], "severities": pv["severities"],
+            "keepFiringFor": pv["keepFiringFor"], "healthKeepFiringFor": pv["healthKeepFiringFor"],
+            "runbookURLPattern": pv["runbookURLPrefix"] + "%s", "dashboardURL": pv["dashboardURL"],
+            "thresholds": pv["thresholds"],
+        }
+        r = subprocess.run(
+            ["jsonnet", "--ext-code", "cfg=" + json.dumps(cfg), "-e",
+             "local m = (import 'mixin/mixin.libsonnet') + { _config+:: std.extVar('cfg') };"
+             " { 'nhi-alerts': m.prometheusAlerts, 'nhi-recording': m.prometheusRules }"],
+            cwd=repo_root, capture_output=True, text=True)
+        c.check(r.returncode == 0, f"jsonnet (the mixin) failed: {r.stderr}")
+        want = json.loads(r.stdout) if r.returncode == 0 else {}
         got = {}
         for pr in prs:
             c.check(pr["apiVersion"] == "monitoring.coreos.com/v1", "PrometheusRule apiVersion")
@@ -1052,7 +1066,20 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
             c.check(all(pr["metadata"]["labels"].get(k) == v for k, v in values["prometheusRule"]["labels"].items()), "PrometheusRule labels from values missing")
             suffix = pr["metadata"]["name"].rsplit("-", 1)[-1]
             got["nhi-" + suffix] = pr.get("spec")
-        c.check(got == want, "PrometheusRule specs differ from deploy/prometheus/*.rules.yml")
+        # Numbers compare by value: Helm prints values.yaml numbers as Go
+        # float64 (2592000 -> 2.592e+06, which PromQL and Go templates read
+        # alike), jsonnet as doubles (0.1 -> 0.10000000000000001).
+        num = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.])")
+
+        def norm(x):
+            if isinstance(x, dict):
+                return {k: norm(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [norm(v) for v in x]
+            if isinstance(x, str):
+                return num.sub(lambda m: repr(float(m.group())), x)
+            return x
+        c.check(norm(got) == norm(want), "PrometheusRule specs differ from the mixin generated with the chart's prometheusRule values")
     else:
         c.check(not prs, "PrometheusRule rendered while disabled")
 

@@ -1,0 +1,1 @@
+"""Builders of the bundled Grafana dashboards (see scripts/gen-dashboards.py)."""
