@@ -109,7 +109,40 @@ def base_panel(kind, title, desc, tgts, unit, thresholds, w, h, **kw):
     return panel
 
 
+# Every stat shows how fresh its numbers are: the KPIs come from the latest
+# successful polls, so the age of the stalest source's data sits beside them.
+FRESHNESS_EXPR = (
+    "time() - min(nhi_source_last_success_timestamp_seconds{"
+    + SEL
+    + "} > 0)"
+)
+FRESHNESS_REF = "Z"
+FRESHNESS_DESC = (
+    " Beside the value: data age, the time since the stalest source's last "
+    "successful poll (the KPIs are computed from the latest polls, not at scrape time)."
+)
+
+
+def with_freshness(tgts, overrides, desc):
+    """The targets plus the data-age target, its field override and the description."""
+    ref = FRESHNESS_REF
+    t = target(FRESHNESS_EXPR, "data age", ref, instant=tgts[0].get("instant", False),
+               fmt=tgts[0].get("format", "time_series"))
+    override = {
+        "matcher": {"id": "byFrameRefID", "options": ref},
+        "properties": [
+            {"id": "unit", "value": "s"},
+            {"id": "decimals", "value": 0},
+            {"id": "thresholds", "value": th("green", (3600, "orange"), (21600, "red"))},
+        ],
+    }
+    return tgts + [t], overrides + [override], desc + FRESHNESS_DESC
+
+
 def stat(title, desc, tgts, unit, thresholds, w=6, h=5, graph=True, **kw):
+    if "transformations" not in kw and all(t.get("format", "time_series") == "time_series" for t in tgts):
+        tgts, overrides, desc = with_freshness(tgts, kw.pop("overrides", []), desc)
+        kw["overrides"] = overrides
     p = base_panel("stat", title, desc, tgts, unit, thresholds, w, h, **kw)
     p["options"] = {
         "colorMode": "value",
