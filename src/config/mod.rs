@@ -224,7 +224,11 @@ pub fn load(path: &Path, types: &[SourceType]) -> Result<Config, ConfigError> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawState {
+    /// `sqlite` (the default and, in this build, the only backend).
+    backend: Option<String>,
     path: Option<String>,
+    /// The PostgreSQL backend's URL file; refused until that backend exists.
+    url_file: Option<String>,
     hash_key_file: Option<String>,
 }
 
@@ -290,6 +294,23 @@ pub fn parse(
     let policy: RawPolicy = section(&top, "policy", &mut issues).unwrap_or_default();
     let labels: RawLabels = section(&top, "labels", &mut issues).unwrap_or_default();
 
+    match state.backend.as_deref() {
+        None | Some("sqlite") => {}
+        Some("postgres") => issues.push(
+            "state.backend",
+            "postgres is not available in this build: use sqlite (the default) with state.path",
+        ),
+        Some(b) => issues.push(
+            "state.backend",
+            format!("unknown backend {b:?}; use sqlite (the default)"),
+        ),
+    }
+    if state.url_file.is_some() {
+        issues.push(
+            "state.url_file",
+            "is for backend: postgres, which this build does not have; use state.path",
+        );
+    }
     let state = StateConfig {
         path: resolve(base_dir, state.path.as_deref().unwrap_or("nhi-exporter.db")),
         hash_key_file: state.hash_key_file.as_deref().map(|p| resolve(base_dir, p)),

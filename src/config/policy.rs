@@ -32,6 +32,12 @@ pub struct Privileged {
     /// Kubernetes (Cluster)Role names that make a bound service account
     /// privileged, beside `cluster-admin` and any role granting `*` on `*`.
     pub kubernetes_roles: Vec<String>,
+    /// GCP roles and Azure directory / RBAC roles that make an identity
+    /// privileged (SPEC §4). Validated and kept for the `gcp` and `azure`
+    /// source types, which this build does not have yet.
+    pub gcp_roles: Vec<String>,
+    pub azure_directory_roles: Vec<String>,
+    pub azure_rbac_roles: Vec<String>,
 }
 
 /// A KPI window, with the label value it is exported under (`7d`).
@@ -71,6 +77,9 @@ pub(crate) struct RawPrivileged {
     aws_policies: Option<Vec<String>>,
     vault_policies: Option<Vec<String>>,
     kubernetes_roles: Option<Vec<String>>,
+    gcp_roles: Option<Vec<String>>,
+    azure_directory_roles: Option<Vec<String>>,
+    azure_rbac_roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,6 +103,24 @@ pub const DEFAULT_AWS_PRIVILEGED: [&str; 3] = [
     "arn:aws:iam::aws:policy/AdministratorAccess",
     "arn:aws:iam::aws:policy/IAMFullAccess",
     "arn:aws:iam::aws:policy/PowerUserAccess",
+];
+
+/// SPEC §4's default privileged GCP roles.
+pub const DEFAULT_GCP_PRIVILEGED: [&str; 6] = [
+    "roles/owner",
+    "roles/editor",
+    "roles/iam.securityAdmin",
+    "roles/resourcemanager.projectIamAdmin",
+    "roles/iam.serviceAccountTokenCreator",
+    "roles/iam.serviceAccountKeyAdmin",
+];
+
+/// SPEC §4's default privileged Entra directory roles.
+pub const DEFAULT_AZURE_DIRECTORY_PRIVILEGED: [&str; 4] = [
+    "Global Administrator",
+    "Privileged Role Administrator",
+    "Application Administrator",
+    "Cloud Application Administrator",
 ];
 
 /// The policy of a config that sets none.
@@ -187,18 +214,42 @@ pub(crate) fn validate_policy(p: RawPolicy, issues: &mut Issues) -> Policy {
             );
         }
     }
-    let kubernetes_roles = p
-        .privileged
-        .kubernetes_roles
-        .unwrap_or_else(|| vec!["cluster-admin".into()]);
-    for (i, r) in kubernetes_roles.iter().enumerate() {
-        if r.trim().is_empty() {
-            issues.push(
-                format!("policy.privileged.kubernetes_roles[{i}]"),
-                "must not be empty: a Role or ClusterRole name, e.g. cluster-admin",
-            );
+    let mut names = |v: Option<Vec<String>>, key: &str, default: &[&str], example: &str| {
+        let v = v.unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect());
+        for (i, r) in v.iter().enumerate() {
+            if r.trim().is_empty() {
+                issues.push(
+                    format!("policy.privileged.{key}[{i}]"),
+                    format!("must not be empty: a role name, e.g. {example}"),
+                );
+            }
         }
-    }
+        v
+    };
+    let kubernetes_roles = names(
+        p.privileged.kubernetes_roles,
+        "kubernetes_roles",
+        &["cluster-admin"],
+        "cluster-admin",
+    );
+    let gcp_roles = names(
+        p.privileged.gcp_roles,
+        "gcp_roles",
+        &DEFAULT_GCP_PRIVILEGED,
+        "roles/owner",
+    );
+    let azure_directory_roles = names(
+        p.privileged.azure_directory_roles,
+        "azure_directory_roles",
+        &DEFAULT_AZURE_DIRECTORY_PRIVILEGED,
+        "Global Administrator",
+    );
+    let azure_rbac_roles = names(
+        p.privileged.azure_rbac_roles,
+        "azure_rbac_roles",
+        &["Owner", "Contributor", "User Access Administrator"],
+        "Owner",
+    );
     Policy {
         max_credential_age,
         unused_after,
@@ -210,6 +261,9 @@ pub(crate) fn validate_policy(p: RawPolicy, issues: &mut Issues) -> Policy {
             aws_policies,
             vault_policies,
             kubernetes_roles,
+            gcp_roles,
+            azure_directory_roles,
+            azure_rbac_roles,
         },
     }
 }

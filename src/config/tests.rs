@@ -64,6 +64,11 @@ fn each_rule_names_its_key() {
         ("policy: {max_secret_types: 0}", "policy.max_secret_types: must be between 1 and 10000"),
         ("policy: {privileged: {aws_policies: [Admin]}}", "policy.privileged.aws_policies[0]: \"Admin\" is not a policy ARN"),
         ("policy: {privileged: {vault: [root]}}", "policy.privileged.vault: unknown key \"vault\""),
+        ("policy: {privileged: {gcp_roles: ['']}}", "policy.privileged.gcp_roles[0]: must not be empty"),
+        ("policy: {privileged: {azure_rbac_roles: [' ']}}", "policy.privileged.azure_rbac_roles[0]: must not be empty"),
+        ("state: {backend: postgres, url_file: /etc/pg}", "state.backend: postgres is not available in this build"),
+        ("state: {backend: postgres, url_file: /etc/pg}", "state.url_file: is for backend: postgres"),
+        ("state: {backend: mysql}", "state.backend: unknown backend \"mysql\""),
         ("labels: {team: {max_values: 0}}", "labels.team.max_values: must be between 1 and 1000"),
         ("labels: {team: {enabled: maybe}}", "labels.team.enabled: invalid type"),
         ("labels: {scope: {max_values: 10001}}", "labels.scope.max_values: must be between 1 and 10000, got 10001"),
@@ -135,4 +140,54 @@ fn type_errors_do_not_echo_the_value() {
 fn dollar_escapes() {
     let e = env_of(&[("X", "1")]);
     assert_eq!(yaml::expand_str("a$$b${X}c$d", &e).unwrap(), "a$b1c$d");
+}
+
+#[test]
+fn spec_state_and_policy_sections_are_accepted() {
+    // SPEC §6's example, verbatim for these two sections, with the explicit
+    // default backend.
+    let c = ok(r#"
+state:
+  backend: sqlite
+  path: /var/lib/nhi-exporter/state.db
+  hash_key_file: /etc/nhi-exporter/hmac.key
+policy:
+  max_credential_age: 90d
+  unused_after: 90d
+  stale_after: 30m
+  team_tag: team
+  windows: [7d, 30d, 90d]
+  max_secret_types: 100
+  privileged:
+    aws_policies: [arn:aws:iam::aws:policy/AdministratorAccess]
+    vault_policies: [root]
+    gcp_roles: [roles/owner, roles/editor]
+    azure_directory_roles: [Global Administrator]
+    azure_rbac_roles: [Owner, Contributor, User Access Administrator]
+    kubernetes_roles: [cluster-admin]
+labels:
+  team: {enabled: false, max_values: 50}
+  scope: {enabled: false, max_values: 1000}
+sources: []
+"#);
+    let p = &c.policy.privileged;
+    assert_eq!(p.gcp_roles, ["roles/owner", "roles/editor"]);
+    assert_eq!(p.azure_directory_roles, ["Global Administrator"]);
+    assert_eq!(
+        p.azure_rbac_roles,
+        ["Owner", "Contributor", "User Access Administrator"]
+    );
+    assert_eq!(p.kubernetes_roles, ["cluster-admin"]);
+    assert_eq!(
+        c.state.path,
+        PathBuf::from("/var/lib/nhi-exporter/state.db")
+    );
+    // Defaults are SPEC §4's.
+    let d = ok("sources: []").policy.privileged;
+    assert_eq!(d.gcp_roles.len(), 6);
+    assert_eq!(d.azure_directory_roles.len(), 4);
+    assert_eq!(
+        d.azure_rbac_roles,
+        ["Owner", "Contributor", "User Access Administrator"]
+    );
 }

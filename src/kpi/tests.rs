@@ -26,6 +26,9 @@ fn policy(windows: &[i64]) -> Policy {
             aws_policies: vec![],
             vault_policies: vec![],
             kubernetes_roles: vec![],
+            gcp_roles: vec![],
+            azure_directory_roles: vec![],
+            azure_rbac_roles: vec![],
         },
     }
 }
