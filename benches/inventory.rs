@@ -64,6 +64,7 @@ fn inventory(n_ids: usize, n_creds: usize, inactive_every: usize, at: i64) -> In
             },
             rotation_enabled: i % 3 == 2 && i % 2 == 0,
             value_hashes: vec![],
+            aliases: Vec::new(),
         })
         .collect();
     InventoryScan {

@@ -318,6 +318,13 @@ pub struct ObservedCredential {
     /// HMACs (store key) of the current secret values, read only under a
     /// vault source's `match_values`. The values themselves are dropped.
     pub value_hashes: Vec<[u8; 32]>,
+    /// Other non-secret ids a leak may name this credential by, when the
+    /// leak cannot know `id` (an Entra client secret: `<appId>/<hint>`).
+    /// A leak linked to an alias is linked to this credential once it is
+    /// applied. Sources set it only for aliases the store reports linked
+    /// ([`KnownCredential`]s' `linked_credentials`), so that it changes
+    /// (and is applied) when a leak names it.
+    pub aliases: Vec<String>,
 }
 
 /// The complete inventory of one scope of a source (`iam`,

@@ -180,6 +180,7 @@ fn kv(id: &str, team: Option<&str>, state: CredentialState, rotation: bool) -> O
         state,
         rotation_enabled: rotation,
         value_hashes: vec![],
+        aliases: Vec::new(),
     }
 }
 

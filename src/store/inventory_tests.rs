@@ -49,6 +49,7 @@ fn key(id: &str, owner: &str, rotated: i64, state: CredentialState) -> ObservedC
         state,
         rotation_enabled: false,
         value_hashes: vec![],
+        aliases: Vec::new(),
     }
 }
 
@@ -378,6 +379,7 @@ fn a_vault_value_rotated_after_the_leak_is_a_revocation() {
         state: CredentialState::Active,
         rotation_enabled: false,
         value_hashes: vec![[value; 32]],
+        aliases: Vec::new(),
     };
     // The leak comes first, then the vault poll links it by value.
     apply(&store, "gl", T0, &[scan("r", T0, vec![finding("f1", 7)])]);

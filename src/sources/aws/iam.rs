@@ -320,6 +320,7 @@ fn access_key(
         state,
         rotation_enabled: false,
         value_hashes: Vec::new(),
+        aliases: Vec::new(),
     }
 }
 

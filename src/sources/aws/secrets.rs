@@ -34,6 +34,7 @@ pub fn secret_credential(e: &SecretListEntry, team_tag: &str) -> Option<Observed
         },
         rotation_enabled: e.rotation_enabled().unwrap_or(false),
         value_hashes: Vec::new(),
+        aliases: Vec::new(),
     })
 }
 

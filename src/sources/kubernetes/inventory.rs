@@ -257,6 +257,7 @@ pub fn observations(
                 },
                 rotation_enabled: false,
                 value_hashes: Vec::new(),
+                aliases: Vec::new(),
             });
         }
         // The latest legacy-token use of each service account (by uid).
@@ -307,6 +308,7 @@ pub fn observations(
                     },
                     rotation_enabled: false,
                     value_hashes: Vec::new(),
+                    aliases: Vec::new(),
                 });
             }
         }

@@ -262,6 +262,7 @@ pub fn credential_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
             }
         }
     }
+    links.extend(crate::sources::azure::link::client_secret_links(texts));
     links
 }
 

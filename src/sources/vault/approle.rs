@@ -178,6 +178,7 @@ pub fn parse_secret_id_lookup(
             state: CredentialState::Active,
             rotation_enabled: false,
             value_hashes: Vec::new(),
+            aliases: Vec::new(),
         },
         expires_at.is_none(),
     ))

@@ -145,6 +145,7 @@ pub fn parse_kv_metadata(
         },
         rotation_enabled,
         value_hashes: Vec::new(),
+        aliases: Vec::new(),
     })
 }
 

@@ -77,6 +77,7 @@ fn kv_metadata_with_rotation_and_team() {
             state: CredentialState::Active,
             rotation_enabled: true,
             value_hashes: vec![],
+            aliases: Vec::new(),
         }
     );
     // Past its declared rotation period (30d): not honoured.
@@ -208,6 +209,7 @@ fn token_lookups_are_classified() {
             state: CredentialState::Active,
             rotation_enabled: false,
             value_hashes: vec![],
+            aliases: Vec::new(),
         }
     );
 
@@ -265,6 +267,7 @@ fn approle_parts() {
             state: CredentialState::Active,
             rotation_enabled: false,
             value_hashes: vec![],
+            aliases: Vec::new(),
         }
     );
     let (ttl, n) = parse_secret_id_lookup(&fx("secret_id_ttl.json"), "approle/ci").unwrap();

@@ -164,6 +164,7 @@ pub fn parse_token_lookup(
         state: CredentialState::Active,
         rotation_enabled: false,
         value_hashes: Vec::new(),
+        aliases: Vec::new(),
     };
     Ok(TokenEntry::Nhi(Box::new(identity), Box::new(cred)))
 }

@@ -164,9 +164,11 @@ impl PollApplier<'_> {
                 Some(expired.map_or(changed_at, |x| x.min(changed_at)))
             } else if let Some(x) = expired {
                 Some(x)
-            } else if kind == "kv" {
+            } else if kind == "kv" || has_values {
                 // A new version written after the leak, no longer holding the
-                // leaked value (when values are matched), is a rotation.
+                // leaked value (when values are matched), is a rotation: a
+                // Vault KV secret, or any stored secret whose values are
+                // matched (an Azure Key Vault secret under match_values).
                 rotated_at.filter(|t| *t > first_detected && !(has_values && value_current))
             } else {
                 None

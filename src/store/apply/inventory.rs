@@ -147,6 +147,17 @@ impl PollApplier<'_> {
                     .prepare_cached("DELETE FROM credential_values WHERE credential_id = ?1")?
                     .execute([cred_id])?;
             }
+            for alias in &c.aliases {
+                // A leak that named this credential by an alias is linked to
+                // it (the exposures linked to it are re-derived below).
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
+                         SELECT exposure_id, provider, ?3 FROM exposure_links
+                         WHERE provider = ?1 AND credential_id = ?2",
+                    )?
+                    .execute(params![c.provider, alias, c.id])?;
+            }
             for h in &c.value_hashes {
                 let key = secret_key(h);
                 self.tx
