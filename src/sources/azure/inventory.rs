@@ -108,11 +108,14 @@ pub fn entra_scan(s: &Settings<'_>, d: &Directory) -> InventoryScan {
     };
     let mut identities = Vec::new();
     let mut credentials = Vec::new();
+    // A service principal of the tenant's own application takes the
+    // application's team (when it has no tag) and creation time (Graph
+    // v1.0 does not declare `createdDateTime` on service principals).
     let mut push = |o: &DirectoryApp,
                     kind: &'static str,
                     reasons: Option<&Vec<&str>>,
-                    app_team: Option<String>| {
-        let team = tag_team(&o.tags, s.team_tag).or(app_team);
+                    app: Option<&(Option<String>, Option<i64>)>| {
+        let team = tag_team(&o.tags, s.team_tag).or_else(|| app.and_then(|a| a.0.clone()));
         let mut reasons: Vec<&str> = reasons.cloned().unwrap_or_default();
         reasons.sort_unstable();
         reasons.dedup();
@@ -122,7 +125,11 @@ pub fn entra_scan(s: &Settings<'_>, d: &Directory) -> InventoryScan {
             kind,
             id: o.id.clone(),
             name: o.display_name.clone().unwrap_or_default(),
-            created_at: o.created_date_time.as_deref().and_then(rfc3339),
+            created_at: o
+                .created_date_time
+                .as_deref()
+                .and_then(rfc3339)
+                .or_else(|| app.and_then(|a| a.1)),
             last_used_at: app_use(&o.app_id),
             usage_tracked: tracked,
             team: team.clone(),
@@ -142,11 +149,14 @@ pub fn entra_scan(s: &Settings<'_>, d: &Directory) -> InventoryScan {
             }
         }
     };
-    let mut app_teams: HashMap<String, Option<String>> = HashMap::new();
+    let mut apps: HashMap<String, (Option<String>, Option<i64>)> = HashMap::new();
     for a in &d.applications {
-        let team = tag_team(&a.tags, s.team_tag);
         if let Some(id) = a.app_id.as_deref() {
-            app_teams.insert(id.to_ascii_lowercase(), team);
+            let created = a.created_date_time.as_deref().and_then(rfc3339);
+            apps.insert(
+                id.to_ascii_lowercase(),
+                (tag_team(&a.tags, s.team_tag), created),
+            );
         }
         push(a, "application", privileged.get(a.id.as_str()), None);
     }
@@ -155,12 +165,11 @@ pub fn entra_scan(s: &Settings<'_>, d: &Directory) -> InventoryScan {
         if first_party(sp) && reasons.is_none() {
             continue;
         }
-        // A service principal of the tenant's own app takes its team.
-        let app_team = sp
+        let app = sp
             .app_id
             .as_deref()
-            .and_then(|id| app_teams.get(&id.to_ascii_lowercase()).cloned().flatten());
-        push(sp, sp_kind(sp), reasons, app_team);
+            .and_then(|id| apps.get(&id.to_ascii_lowercase()));
+        push(sp, sp_kind(sp), reasons, app);
     }
     let mut humans = HashSet::new();
     for g in d.grants.iter().filter(|g| g.user) {

@@ -39,9 +39,10 @@
 //! |---|---|
 //! | kind | `application` for every application object; a service principal is `managed_identity` when its `servicePrincipalType` is `ManagedIdentity`, else `service_principal` (an application and its service principal are two identities: privileges attach to the service principal, credentials to either) |
 //! | id, name | the object `id`; `displayName` (store only) |
-//! | created_at | `createdDateTime` (applications; service principals do not declare it) |
+//! | created_at | `createdDateTime` of the application (a service principal of the tenant's own application takes its application's: v1.0 does not declare it on service principals) |
 //! | last_used_at | the service principal's last sign-in (`lastSignInActivity`), for the application and its service principal |
 //! | team | a tag `<team_tag>:<value>` (or `=`); a service principal without one takes its application's |
+//! | usage tracked | when the sign-in reports are readable; an identity absent from them was not used within their retention |
 //! | privileged, standing | holds a directory role in `policy.privileged.azure_directory_roles` at tenant scope (`directoryScopeId` `/`), or an RBAC role in `policy.privileged.azure_rbac_roles` at a listed subscription's scope or above (management group, root); active assignments are standing |
 //!
 //! Service principals of Microsoft's first-party applications
