@@ -20,6 +20,7 @@ fn bundled_configs_validate() {
                 ("GITLAB_TOKEN", "x"),
                 ("GITHUB_TOKEN", "x"),
                 ("VAULT_TOKEN", "x"),
+                ("AZURE_CLIENT_SECRET", "x"),
             ],
         ),
         ("config/demo.yaml", vec![]),
