@@ -193,7 +193,7 @@ fn tenant_inventory_leaks_revoked_residual_and_failed_scopes() {
         f
     };
     let kv_leak = gl_finding("generic-api-key", KV_VALUE, "deploy/db.env", 1, commit);
-    write_report(&report, &[client_leak.clone(), kv_leak.clone()]);
+    write_report(&report, &[client_leak, kv_leak.clone()]);
     let log = dir.path().join("exporter.log");
     let mut ex = Exporter::start(&cfg, &log, &[]);
     let src = [("source", "azure"), ("provider", "azure")];
@@ -349,7 +349,7 @@ fn tenant_inventory_leaks_revoked_residual_and_failed_scopes() {
 
     // The client-secret finding disappears while the secret still works:
     // residual (the leak was linked by application + hint).
-    write_report(&report, &[kv_leak.clone()]);
+    write_report(&report, std::slice::from_ref(&kv_leak));
     ex.wait_for("residual client secret", |m| {
         m.get("nhi_residual_exposures", &[]) == Some(1.0)
     });

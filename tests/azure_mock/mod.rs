@@ -490,7 +490,7 @@ fn graph(
                     items: &[Value],
                     allowed: &[&str],
                     ty: &str|
-     -> Result<Vec<Value>, Response<Full<Bytes>>> {
+     -> Result<Vec<Value>, Box<Response<Full<Bytes>>>> {
         let Some(sel) = query.get("$select") else {
             return Ok(items.to_vec());
         };
@@ -498,11 +498,11 @@ fn graph(
         if let Some(bad) = props.iter().find(|p| !allowed.contains(p)) {
             s.violations
                 .push(format!("$select of unknown property {bad} on {ty}"));
-            return Err(error(
+            return Err(Box::new(error(
                 400,
                 "Request_BadRequest",
                 &format!("Could not find a property named '{bad}' on type 'microsoft.graph.{ty}'."),
-            ));
+            )));
         }
         Ok(items.iter().map(|o| select(o, &props)).collect())
     };
@@ -517,7 +517,7 @@ fn graph(
                     "@odata.nextLink",
                     Some("https://graph.microsoft.com/v1.0/$metadata#applications"),
                 ),
-                Err(r) => r,
+                Err(r) => *r,
             }
         }
         "v1.0/servicePrincipals" => match selected(
@@ -534,7 +534,7 @@ fn graph(
                 "@odata.nextLink",
                 Some("https://graph.microsoft.com/v1.0/$metadata#servicePrincipals"),
             ),
-            Err(r) => r,
+            Err(r) => *r,
         },
         "v1.0/roleManagement/directory/roleDefinitions" => {
             match selected(
@@ -544,7 +544,7 @@ fn graph(
                 "unifiedRoleDefinition",
             ) {
                 Ok(items) => page(base, query, items, size, "@odata.nextLink", None),
-                Err(r) => r,
+                Err(r) => *r,
             }
         }
         "v1.0/roleManagement/directory/roleAssignments" => {
