@@ -523,3 +523,78 @@ fn refused_client_secret_fails_the_poll_and_unlicensed_sign_ins_are_logged_once(
     assert!(!text.contains(CLIENT_SECRET) && !text.contains("another-secret"));
     assert!(a.with(|s| s.violations.is_empty()));
 }
+
+/// `--once` with each other auth method: a workload identity's federated
+/// token exchanged as a client assertion, and a managed identity's token
+/// from the instance metadata endpoint; both read the whole tenant.
+#[test]
+fn workload_identity_and_managed_identity_tokens() {
+    let t0 = now();
+    let federated = "federated-sa-token-canary-0b9e";
+    let a = Mock::start(TENANT, CLIENT, "unused-secret");
+    seed(&a, t0);
+    a.with(|s| {
+        s.vaults.remove("kv2");
+        s.federated_token = federated.into();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("federated"), format!("{federated}\n")).unwrap();
+    for auth in [
+        format!("{{method: workload_identity, client_id: {CLIENT}, token_file: federated}}"),
+        format!("{{method: managed_identity, client_id: {CLIENT}}}"),
+    ] {
+        let cfg = dir.path().join("nhi.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "state: {{path: state-{}/state.db}}\n\
+                 sources:\n\
+                 \x20 - name: azure\n    type: azure\n    tenant_id: {TENANT}\n    auth: {auth}\n\
+                 \x20   subscriptions: [{SUB}]\n    key_vaults: ['{}']\n\
+                 \x20   endpoints: {{login: '{}', graph: '{}', arm: '{}', managed_identity: '{}'}}\n",
+                auth.len(),
+                a.url("kv/kv1"),
+                a.url("login"),
+                a.url("graph"),
+                a.url("arm"),
+                a.url("msi/token"),
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_nhi-exporter"))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg("--once")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{auth}: {err}");
+        let m = Metrics::parse(&text);
+        assert_eq!(
+            g(
+                &m,
+                "nhi_identities",
+                &[("source", "azure"), ("kind", "application")]
+            ),
+            3.0,
+            "{auth}"
+        );
+        assert_eq!(
+            g(
+                &m,
+                "nhi_credentials",
+                &[("source", "azure"), ("kind", "secret"), ("state", "active")]
+            ),
+            1.0
+        );
+        for canary in [federated, GRAPH_TOKEN, ARM_TOKEN, VAULT_TOKEN] {
+            assert!(
+                !text.contains(canary) && !err.contains(canary),
+                "{canary} printed"
+            );
+        }
+    }
+    let (violations, tokens) = a.with(|s| (s.violations.clone(), s.tokens_issued));
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!(tokens, 6, "three audiences, twice");
+}

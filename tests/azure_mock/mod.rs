@@ -82,6 +82,9 @@ pub struct State {
     pub tenant: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The projected service-account token a workload identity presents
+    /// as its client assertion.
+    pub federated_token: String,
     pub applications: Vec<Value>,
     pub service_principals: Vec<Value>,
     pub role_definitions: Vec<Value>,
@@ -316,6 +319,35 @@ fn handle(
     if path.starts_with("/login/") {
         return token(&mut s, &path, body);
     }
+    if path == "/msi/token" {
+        // The instance metadata endpoint: GET, `Metadata: true`, `resource`.
+        if parts.headers.get("metadata").and_then(|v| v.to_str().ok()) != Some("true")
+            || query.get("api-version").map(String::as_str) != Some("2018-02-01")
+        {
+            s.violations.push(
+                "managed identity token request without Metadata: true or api-version".into(),
+            );
+            return json_response(
+                400,
+                json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+                &[],
+            );
+        }
+        let resource = query.get("resource").cloned().unwrap_or_default();
+        let Some(token) = audience_token(&resource) else {
+            s.violations.push(format!(
+                "managed identity token for unknown resource {resource}"
+            ));
+            return json_response(400, json!({"error": "invalid_resource"}), &[]);
+        };
+        s.tokens_issued += 1;
+        return json_response(
+            200,
+            json!({"access_token": token, "expires_in": "3599", "expires_on": "1795975599",
+            "resource": resource, "token_type": "Bearer", "client_id": query.get("client_id").cloned().unwrap_or_default()}),
+            &[],
+        );
+    }
     let auth = parts
         .headers
         .get("authorization")
@@ -439,9 +471,13 @@ fn token(s: &mut State, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
             &[],
         );
     }
+    let assertion_ok = form.get("client_assertion_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && !s.federated_token.is_empty()
+        && form.get("client_assertion") == Some(&s.federated_token);
     if form.get("grant_type").map(String::as_str) != Some("client_credentials")
         || form.get("client_id") != Some(&s.client_id)
-        || form.get("client_secret") != Some(&s.client_secret)
+        || !(form.get("client_secret") == Some(&s.client_secret) || assertion_ok)
     {
         return json_response(
             401,
@@ -451,12 +487,8 @@ fn token(s: &mut State, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
         );
     }
     let scope = form.get("scope").cloned().unwrap_or_default();
-    let token = if scope.ends_with("/graph/.default") {
-        GRAPH_TOKEN
-    } else if scope.ends_with("/arm/.default") {
-        ARM_TOKEN
-    } else if scope == "https://vault.azure.net/.default" {
-        VAULT_TOKEN
+    let token = if let Some(t) = scope.strip_suffix("/.default").and_then(audience_token) {
+        t
     } else {
         s.violations
             .push(format!("token for unknown scope {scope}"));
@@ -472,6 +504,19 @@ fn token(s: &mut State, path: &str, body: &[u8]) -> Response<Full<Bytes>> {
         json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}),
         &[],
     )
+}
+
+/// The token of an audience (`{graph}`, `{arm}`, the Key Vault resource).
+fn audience_token(resource: &str) -> Option<&'static str> {
+    if resource.ends_with("/graph") {
+        Some(GRAPH_TOKEN)
+    } else if resource.ends_with("/arm") {
+        Some(ARM_TOKEN)
+    } else if resource == "https://vault.azure.net" {
+        Some(VAULT_TOKEN)
+    } else {
+        None
+    }
 }
 
 fn graph(
