@@ -146,6 +146,7 @@ fn main() {
             telemetry_path: "/metrics".into(),
             web: Arc::new(RwLock::new(Arc::new(WebConfig::plain()))),
             reload: Arc::new(|| Ok(())),
+            lifecycle: false,
         };
         let stop = CancellationToken::new();
         tokio::spawn(server::serve(srv, listener, stop.clone()));

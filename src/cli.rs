@@ -50,6 +50,9 @@ pub struct Cli {
     /// Web configuration file (exporter-toolkit format) enabling TLS and/or basic auth.
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
+    /// Enable reload via HTTP request (`POST /-/reload`), as Prometheus does; SIGHUP always reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: logging::Level,

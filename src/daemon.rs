@@ -153,6 +153,7 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
         telemetry_path: cli.telemetry_path.clone(),
         web,
         reload: reload.clone(),
+        lifecycle: cli.enable_lifecycle,
     };
     let server_task = tokio::spawn(server::serve(srv, listener, server_stop.clone()));
     tracing::info!(address = %cli.listen_address, telemetry_path = %cli.telemetry_path, version = crate::health::VERSION, "nhi-exporter listening");

@@ -26,6 +26,10 @@ pub struct Server {
     pub telemetry_path: String,
     pub web: Arc<RwLock<Arc<WebConfig>>>,
     pub reload: ReloadFn,
+    /// `--web.enable-lifecycle`: `POST /-/reload` is served. Without it,
+    /// anyone who reaches the port could make the exporter re-read its
+    /// files, so it is refused (403), as Prometheus refuses it.
+    pub lifecycle: bool,
 }
 
 fn resp(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -159,6 +163,11 @@ impl Server {
                     )
                 }
             }
+            ("/-/reload", _, _) if !self.lifecycle => resp(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                "Lifecycle API is not enabled: start with --web.enable-lifecycle, or send SIGHUP\n",
+            ),
             ("/-/reload", _, true) => {
                 let reload = self.reload.clone();
                 match tokio::task::spawn_blocking(move || reload()).await {

@@ -370,7 +370,7 @@ fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
             "c",
         )],
     );
-    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &["--web.enable-lifecycle"]);
     ex.wait_for("first poll", |m| {
         m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
     });
@@ -431,6 +431,33 @@ fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
     );
     let (code, _) = ex.get("/-/reload");
     assert_eq!(code, 405);
+}
+
+#[test]
+fn http_reload_needs_the_lifecycle_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    ex.wait_for("first poll", |m| {
+        m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+    });
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{good}  - {{name: BAD, type: nope}}\n")).unwrap();
+    // Without --web.enable-lifecycle: refused, nothing is re-read, and the
+    // body says how to reload instead (no configuration detail).
+    let (code, body) = ex.post("/-/reload");
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("--web.enable-lifecycle") && !body.contains("sources["),
+        "{body}"
+    );
+    let m = Metrics::parse(&ex.metrics());
+    assert_eq!(m.get("nhi_config_last_reload_successful", &[]), Some(1.0));
+    // SIGHUP always reloads.
+    ex.signal("HUP");
+    ex.wait_for("SIGHUP reload", |m| {
+        m.get("nhi_config_last_reload_successful", &[]) == Some(0.0)
+    });
 }
 
 #[test]
