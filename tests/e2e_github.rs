@@ -302,6 +302,36 @@ fn failures_count_a_reason_and_close_nothing() {
 }
 
 #[test]
+fn the_token_never_follows_a_next_link_to_another_origin() {
+    use std::io::Read;
+    // Another server on loopback: it must never receive a request.
+    let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let foreign_addr = foreign.local_addr().unwrap();
+    foreign.set_nonblocking(true).unwrap();
+    let mock = Mock::start(TOKEN);
+    seed(&mock);
+    mock.with(|st| st.next_host = Some(foreign_addr.to_string()));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &mock, "org: acme", "");
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    let m = ex.wait_for("foreign next link refused", |m| {
+        m.get("nhi_source_errors_total", &[("source", "gh"), ("reason", "http_4xx")]) >= Some(1.0)
+    });
+    assert_eq!(m.get("nhi_source_up", &[("source", "gh")]), Some(0.0));
+    assert_eq!(m.sum("nhi_findings_open", &[("source", "gh")]), 0.0, "nothing applied from a partial list");
+    let mut received = Vec::new();
+    while let Ok((mut c, _)) = foreign.accept() {
+        let _ = c.set_nonblocking(false);
+        let _ = c.set_read_timeout(Some(std::time::Duration::from_millis(200)));
+        let mut b = [0u8; 4096];
+        let n = c.read(&mut b).unwrap_or(0);
+        received.push(String::from_utf8_lossy(&b[..n]).into_owned());
+    }
+    assert!(received.is_empty(), "the foreign host was contacted: {received:?}");
+    assert!(ex.log_text().contains("points to another origin"));
+}
+
+#[test]
 fn an_unreadable_repository_keeps_its_alerts_and_others_apply() {
     let mock = Mock::start(TOKEN);
     seed(&mock);

@@ -259,6 +259,34 @@ pub fn headers(pairs: &[(&'static str, &str)]) -> Result<HeaderMap, SourceError>
     Ok(h)
 }
 
+/// `(scheme, host, port)` of a URL: what a credential is bound to.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let u = url::Url::parse(url).ok()?;
+    Some((
+        u.scheme().to_string(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
+/// Whether `next` (a next-page link, a cursor URL) is on the same origin
+/// (scheme, host, port) as `home`, the configured endpoint it came from: a
+/// credential is only ever sent there.
+pub fn same_origin(home: &str, next: &str) -> bool {
+    matches!((origin(home), origin(next)), (Some(a), Some(b)) if a == b)
+}
+
+/// The error for a next-page link to another origin (not followed).
+pub fn foreign_link(home: &str) -> SourceError {
+    SourceError::new(
+        ErrorReason::Http4xx,
+        format!(
+            "{}: the next-page link points to another origin; not followed (the credential goes only to the configured endpoint)",
+            redact_url(home)
+        ),
+    )
+}
+
 /// The `rel="next"` target of an RFC 8288 `Link` header.
 pub fn next_link(h: &HeaderMap) -> Option<String> {
     for v in h.get_all("link") {

@@ -42,6 +42,9 @@ pub struct State {
     /// How long the server takes to answer each request (a slow upstream).
     pub delay: std::time::Duration,
     pub paths: Vec<String>,
+    /// `host:port` next-page links point to instead of this server (an
+    /// upstream that sends the client elsewhere).
+    pub next_host: Option<String>,
 }
 
 pub struct Mock {
@@ -308,7 +311,8 @@ fn handle(state: &Mutex<State>, req: Request<hyper::body::Incoming>) -> Response
             .get("host")
             .and_then(|h| h.to_str().ok())
             .unwrap_or("127.0.0.1");
-        next = next.replacen("127.0.0.1", host, 1);
+        let host = st.next_host.clone().unwrap_or_else(|| host.to_string());
+        next = next.replacen("127.0.0.1", &host, 1);
         headers.push(("link", format!("<{next}>; rel=\"next\"")));
     }
     if req

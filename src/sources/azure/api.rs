@@ -16,7 +16,7 @@
 
 use super::config::{AzureAuth, AzureConfig};
 use crate::model::{ErrorReason, SourceError};
-use crate::sources::http::{error_for_status, headers, HttpClient};
+use crate::sources::http::{error_for_status, foreign_link, headers, same_origin, HttpClient};
 use bytes::Bytes;
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -58,16 +58,6 @@ struct Page<T> {
     odata_next: Option<String>,
     #[serde(rename = "nextLink")]
     next: Option<String>,
-}
-
-/// `scheme://host:port` of a URL, for the same-origin rule.
-fn origin(url: &str) -> Option<(String, String, u16)> {
-    let u = url::Url::parse(url).ok()?;
-    Some((
-        u.scheme().to_string(),
-        u.host_str()?.to_ascii_lowercase(),
-        u.port_or_known_default()?,
-    ))
 }
 
 impl<'a> Api<'a> {
@@ -235,7 +225,6 @@ impl<'a> Api<'a> {
         aud: Audience,
         first: &str,
     ) -> Result<Vec<T>, SourceError> {
-        let home = origin(first);
         let mut out = Vec::new();
         let mut url = first.to_string();
         loop {
@@ -244,14 +233,8 @@ impl<'a> Api<'a> {
             match page.odata_next.or(page.next).filter(|n| !n.is_empty()) {
                 None => return Ok(out),
                 Some(next) => {
-                    if origin(&next).is_none() || origin(&next) != home {
-                        return Err(SourceError::new(
-                            ErrorReason::Http4xx,
-                            format!(
-                                "{}: the next-page link points to another origin; not followed (the token goes only to the configured endpoint)",
-                                crate::util::redact_url(first)
-                            ),
-                        ));
+                    if !same_origin(first, &next) {
+                        return Err(foreign_link(first));
                     }
                     url = next;
                 }

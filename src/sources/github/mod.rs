@@ -36,7 +36,7 @@ use crate::model::{
 use reqwest::Method;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone)]
@@ -114,15 +114,22 @@ impl GithubSource {
             ("x-github-api-version", "2022-11-28"),
             ("authorization", &auth),
         ])?;
+        let mut visited = HashSet::new();
         for (target, first_url) in self.targets() {
             let outcome = self
-                .fetch_target(&client, &headers, &target, &first_url, &ctx)
+                .fetch_target(&client, &headers, &target, &first_url, &ctx, &mut visited)
                 .await;
             let item = crate::model::target_item(target, outcome)?;
             out.send(item)
                 .await
                 .map_err(|_| SourceError::new(ErrorReason::Timeout, "poll cancelled"))?;
         }
+        // The cache holds this poll's pages only: its size is bounded by
+        // what one poll reads, not by every page ever seen.
+        self.pages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|u, _| visited.contains(u));
         Ok(())
     }
 
@@ -133,6 +140,7 @@ impl GithubSource {
         target: &str,
         first_url: &str,
         ctx: &PollContext,
+        visited: &mut HashSet<String>,
     ) -> Result<Option<TargetScan>, SourceError> {
         let mut url = Some(first_url.to_string());
         let mut findings = Vec::new();
@@ -140,6 +148,7 @@ impl GithubSource {
         let mut all_cached = true;
         let mut seen = 0usize;
         while let Some(u) = url.take() {
+            visited.insert(u.clone());
             seen += 1;
             if seen > 100_000 {
                 return Err(SourceError::new(
@@ -178,6 +187,10 @@ impl GithubSource {
                 SourceError::new(ErrorReason::Parse, format!("{}: {m}", http::redact_url(&u)))
             })?;
             let next = http::next_link(&r.headers);
+            if next.as_deref().is_some_and(|n| !http::same_origin(first_url, n)) {
+                // The token would follow it to any host.
+                return Err(http::foreign_link(first_url));
+            }
             let etag = r
                 .headers
                 .get(reqwest::header::ETAG)
