@@ -84,7 +84,13 @@ impl WebConfig {
         let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
         let base = file.parent().unwrap_or_else(|| Path::new("."));
         let raw: Raw = serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text))
-            .map_err(|e| err(format!("{}: {}", e.path(), e.inner())))?;
+            .map_err(|e| {
+                err(format!(
+                    "{}: {}",
+                    e.path(),
+                    crate::config::yaml::friendly(e.inner().to_string())
+                ))
+            })?;
         let resolve = |p: &str| {
             let p = Path::new(p);
             if p.is_absolute() {
@@ -206,7 +212,7 @@ fn build_tls(t: RawTls, resolve: &dyn Fn(&str) -> PathBuf) -> Result<rustls::Ser
                 "tls_server_config.{key}: {v} is insecure and not supported; use TLS12 or TLS13"
             )),
                 _ => Err(format!(
-                    "tls_server_config.{key}: unknown version {v:?}; use TLS12 or TLS13"
+                    "tls_server_config.{key}: unknown version; use TLS12 or TLS13"
                 )),
             }
         };
@@ -260,10 +266,8 @@ fn build_tls(t: RawTls, resolve: &dyn Fn(&str) -> PathBuf) -> Result<rustls::Ser
                 .build()
                 .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?,
         ),
-        other => {
-            return Err(format!(
-                "tls_server_config.client_auth_type: unknown value {other:?}; one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert"
-            ))
+        _ => {
+            return Err("tls_server_config.client_auth_type: unknown value; one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert".into())
         }
     };
     let builder = rustls::ServerConfig::builder_with_provider(prov)
@@ -282,13 +286,15 @@ fn build_tls(t: RawTls, resolve: &dyn Fn(&str) -> PathBuf) -> Result<rustls::Ser
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
-    let err = |e| format!("{}: {}", path.display(), crate::config::yaml::pem_error(e));
+    // The key names the file; its name is not repeated (errors name keys,
+    // never values).
+    let err = |e| crate::config::yaml::pem_error(e);
     let certs: Vec<_> = CertificateDer::pem_file_iter(path)
         .map_err(err)?
         .collect::<Result<_, _>>()
         .map_err(err)?;
     if certs.is_empty() {
-        return Err(format!("{}: no PEM certificate found", path.display()));
+        return Err("no PEM certificate found".into());
     }
     Ok(certs)
 }
@@ -296,8 +302,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     use rustls::pki_types::pem::{Error, PemObject};
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
-        Error::NoItemsFound => format!("{}: no PEM private key found", path.display()),
-        e => format!("{}: {}", path.display(), crate::config::yaml::pem_error(e)),
+        Error::NoItemsFound => "no PEM private key found".into(),
+        e => crate::config::yaml::pem_error(e),
     })
 }
 
@@ -401,8 +407,23 @@ mod tests {
     #[test]
     fn rejects_bad_configs() {
         let dir = tempfile::tempdir().unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        write(dir.path(), "c.pem", &cert.cert.pem());
+        write(dir.path(), "k.pem", &cert.key_pair.serialize_pem());
         for (text, want) in [
-            ("bogus: 1", "unknown field"),
+            (
+                "tls_server_config: {cert_file: c.pem, key_file: k.pem, client_auth_type: canary-mode}",
+                "tls_server_config.client_auth_type: unknown value",
+            ),
+            (
+                "tls_server_config: {cert_file: c.pem, key_file: canary-missing.pem}",
+                "tls_server_config.key_file:",
+            ),
+            ("bogus: 1", "unknown key \"bogus\""),
+            (
+                "tls_server_config: {cert_file: c.pem, key_file: k.pem, min_version: canary-tls}",
+                "tls_server_config.min_version: unknown version",
+            ),
             ("basic_auth_users: {a: plain}", "not a bcrypt hash"),
             ("tls_server_config: {key_file: k}", "cert_file is required"),
             (
@@ -413,6 +434,7 @@ mod tests {
             let f = write(dir.path(), "w.yml", text);
             let e = WebConfig::load(&f).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
+            assert!(!e.contains("canary"), "a value is echoed: {e}");
         }
     }
 }

@@ -315,10 +315,17 @@ fn the_token_never_follows_a_next_link_to_another_origin() {
     let cfg = config(dir.path(), &mock, "org: acme", "");
     let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
     let m = ex.wait_for("foreign next link refused", |m| {
-        m.get("nhi_source_errors_total", &[("source", "gh"), ("reason", "http_4xx")]) >= Some(1.0)
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "gh"), ("reason", "http_4xx")],
+        ) >= Some(1.0)
     });
     assert_eq!(m.get("nhi_source_up", &[("source", "gh")]), Some(0.0));
-    assert_eq!(m.sum("nhi_findings_open", &[("source", "gh")]), 0.0, "nothing applied from a partial list");
+    assert_eq!(
+        m.sum("nhi_findings_open", &[("source", "gh")]),
+        0.0,
+        "nothing applied from a partial list"
+    );
     let mut received = Vec::new();
     while let Ok((mut c, _)) = foreign.accept() {
         let _ = c.set_nonblocking(false);
@@ -327,7 +334,10 @@ fn the_token_never_follows_a_next_link_to_another_origin() {
         let n = c.read(&mut b).unwrap_or(0);
         received.push(String::from_utf8_lossy(&b[..n]).into_owned());
     }
-    assert!(received.is_empty(), "the foreign host was contacted: {received:?}");
+    assert!(
+        received.is_empty(),
+        "the foreign host was contacted: {received:?}"
+    );
     assert!(ex.log_text().contains("points to another origin"));
 }
 

@@ -134,12 +134,17 @@ pub(crate) fn friendly(msg: String) -> String {
         // "unknown field `x`, expected one of `a`, `b`"
         return format!("unknown key {}", rest.replace('`', "\""));
     }
-    let msg = match (
-        msg.strip_prefix("invalid type: string "),
-        msg.rfind(", expected "),
-    ) {
-        (Some(_), Some(at)) => format!("invalid type: a string{}", &msg[at..]),
-        _ => msg,
+    // The offending value is never quoted back (it may be a secret put
+    // under the wrong key): say what was expected instead.
+    let expected = msg.rfind(", expected ").map(|at| msg[at..].to_string());
+    let msg = if msg.starts_with("invalid type: string ") {
+        format!("invalid type: a string{}", expected.unwrap_or_default())
+    } else if msg.starts_with("unknown variant ") {
+        format!("unknown value{}", expected.unwrap_or_default())
+    } else if msg.starts_with("invalid value: ") {
+        format!("invalid value{}", expected.unwrap_or_default())
+    } else {
+        msg
     };
     msg.replace('`', "\"")
 }

@@ -349,7 +349,13 @@ pub fn normalise_secret_type(raw: &str) -> String {
     let mut s = cleaned.to_snake_case();
     s.truncate(64);
     let s = s.trim_matches('_').to_string();
-    if s.is_empty() {
+    // A rule id is a few words. A long unbroken run with digits, or a very
+    // long one (a key or token put where the rule id goes), must not become
+    // a label or reach the store: it is `unknown`.
+    let secret_like = raw
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .any(|w| w.len() > 40 || (w.len() > 20 && w.chars().any(|c| c.is_ascii_digit())));
+    if s.is_empty() || secret_like {
         "unknown".into()
     } else {
         s

@@ -464,5 +464,19 @@ fn secret_type_normalisation() {
         "slack_webhook_url"
     );
     assert_eq!(normalise_secret_type("--"), "unknown");
-    assert_eq!(normalise_secret_type(&"x".repeat(100)).len(), 64);
+    assert_eq!(normalise_secret_type(&"word-".repeat(30)).len(), 64);
+    // A key or token where the rule id goes never becomes a label.
+    assert_eq!(normalise_secret_type(&"x".repeat(100)), "unknown");
+    assert_eq!(
+        normalise_secret_type("AKIAIOSFODNN7EXAMPLEwJalrXUtnFEMI"),
+        "unknown"
+    );
+    assert_eq!(
+        normalise_secret_type("ghp_16C7e42F292c6912E7710c838347Ae178B4a"),
+        "unknown"
+    );
+    assert_eq!(
+        normalise_secret_type("hashicorp-tf-password"),
+        "hashicorp_tf_password"
+    );
 }

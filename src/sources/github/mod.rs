@@ -187,7 +187,10 @@ impl GithubSource {
                 SourceError::new(ErrorReason::Parse, format!("{}: {m}", http::redact_url(&u)))
             })?;
             let next = http::next_link(&r.headers);
-            if next.as_deref().is_some_and(|n| !http::same_origin(first_url, n)) {
+            if next
+                .as_deref()
+                .is_some_and(|n| !http::same_origin(first_url, n))
+            {
                 // The token would follow it to any host.
                 return Err(http::foreign_link(first_url));
             }

@@ -269,6 +269,12 @@ pub fn credential_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
 /// `https://github.com/org/repo/blob/sha/path#L1` → `github.com/org/repo`.
 pub fn repository_from_link(link: &str) -> Option<String> {
     let rest = link.split_once("://").map(|(_, r)| r).unwrap_or(link);
+    // Credentials in the authority part (`oauth2:TOKEN@host`) are never kept.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
     for marker in ["/-/blob/", "/blob/", "/commit/", "/-/commit/", "/src/"] {
         if let Some((repo, _)) = rest.split_once(marker) {
             return Some(repo.trim_end_matches('/').to_string());

@@ -232,10 +232,10 @@ impl<'a> Converter<'a> {
 
     fn sarif(&self, doc: Sarif) -> Result<Vec<ObservedFinding>, ParseError> {
         if doc.version != "2.1.0" {
-            return Err(ParseError::Format(format!(
-                "unsupported SARIF version {:?}: expected 2.1.0",
-                doc.version.chars().take(16).collect::<String>()
-            )));
+            // The value read is not echoed: say what was expected.
+            return Err(ParseError::Format(
+                "unsupported SARIF version: expected \"version\": \"2.1.0\"".into(),
+            ));
         }
         let mut out = Vec::new();
         for run in doc.runs {

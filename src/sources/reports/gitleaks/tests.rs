@@ -171,4 +171,23 @@ fn repository_links() {
         Some("gitlab.com/g/s/p")
     );
     assert_eq!(repository_from_link("https://example.com/x"), None);
+    // Credentials in a link are never kept.
+    assert_eq!(
+        repository_from_link(
+            "https://oauth2:glpat-canary-token@gitlab.example.com/g/p/-/blob/sha/f"
+        )
+        .as_deref(),
+        Some("gitlab.example.com/g/p")
+    );
+}
+
+#[test]
+fn an_unsupported_sarif_version_is_not_echoed() {
+    let doc = br#"{"version": "canary-version-9", "runs": []}"#;
+    let m = match parse_slice(&doc[..], "x", &hasher()) {
+        Err(ParseError::Format(m)) => m,
+        other => panic!("expected a format error, got {other:?}"),
+    };
+    assert!(m.contains("unsupported SARIF version"), "{m}");
+    assert!(!m.contains("canary"), "{m}");
 }
