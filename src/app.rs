@@ -83,7 +83,25 @@ impl App {
     pub fn open(config_path: &Path) -> Result<Arc<App>, StartError> {
         let loaded = registry::load(config_path)?;
         let cfg = loaded.config.clone();
-        let hasher = SecretHasher::load_or_create(&cfg.state.hash_key_path())?;
+        let key_path = cfg.state.hash_key_path();
+        let hasher = match SecretHasher::load(&key_path)? {
+            Some(h) => h,
+            None => {
+                // A store written under a key that is now missing would
+                // refuse a new one: say so before writing anything.
+                if let Some(stored) = Store::stored_key_id(&cfg.state.path)? {
+                    return Err(StoreError::KeyMissing {
+                        path: cfg.state.path.clone(),
+                        key: key_path,
+                        stored,
+                    }
+                    .into());
+                }
+                let h = SecretHasher::generate();
+                h.write_new(&key_path)?;
+                h
+            }
+        };
         let store = Store::open(&cfg.state.path, &hasher.key_id())?;
         let registry = Registry::new();
         let health = Health::new(&registry);

@@ -55,51 +55,104 @@ impl SecretHasher {
         hex::encode(&self.hash(b"nhi-exporter key id v1")[..8])
     }
 
-    /// Load the key from `path`, generating it (mode 0600) if absent.
-    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        match fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Invalid {
+    /// Load the key from `path`; `None` when there is none yet (absent, or
+    /// an empty file left by an earlier failed write). A key readable by
+    /// other users is used, with a warning (a mounted Kubernetes Secret is
+    /// often 0644 in a private pod).
+    pub fn load(path: &Path) -> Result<Option<Self>, KeyError> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(KeyError::Read {
                     path: path.to_path_buf(),
-                })?;
-                let key: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Invalid {
-                    path: path.to_path_buf(),
-                })?;
-                Ok(Self::new(key))
+                    source,
+                })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut key = [0u8; 32];
-                rand::Rng::fill(&mut rand::rngs::OsRng, &mut key[..]);
-                write_private(path, &format!("{}\n", hex::encode(key))).map_err(|source| {
-                    KeyError::Write {
-                        path: path.to_path_buf(),
-                        source,
-                    }
-                })?;
-                Ok(Self::new(key))
+        };
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(m) = fs::metadata(path) {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %path.display(), mode = format!("{mode:o}"),
+                        "the hash key file is readable by other users: chmod 600 it (whoever reads it can test guesses of leaked secrets against the store)");
+                }
             }
-            Err(source) => Err(KeyError::Read {
+        }
+        let bytes = hex::decode(text.trim()).map_err(|_| KeyError::Invalid {
+            path: path.to_path_buf(),
+        })?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| KeyError::Invalid {
+            path: path.to_path_buf(),
+        })?;
+        Ok(Some(Self::new(key)))
+    }
+
+    /// A new random key, in memory only until [`Self::write_new`].
+    pub fn generate() -> Self {
+        let mut key = [0u8; 32];
+        rand::Rng::fill(&mut rand::rngs::OsRng, &mut key[..]);
+        Self::new(key)
+    }
+
+    /// Write this key to `path` atomically (a 0600 temporary file in the
+    /// same directory, fsync, rename, fsync of the directory): a failed
+    /// write (disk full) leaves no partial key behind.
+    pub fn write_new(&self, path: &Path) -> Result<(), KeyError> {
+        write_private(path, &format!("{}\n", hex::encode(self.key))).map_err(|source| {
+            KeyError::Write {
                 path: path.to_path_buf(),
                 source,
-            }),
+            }
+        })
+    }
+
+    /// Load the key from `path`, generating and writing it if absent.
+    pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
+        match Self::load(path)? {
+            Some(k) => Ok(k),
+            None => {
+                let k = Self::generate();
+                k.write_new(path)?;
+                Ok(k)
+            }
         }
     }
 }
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::util::create_private_dir(dir)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        // The rename itself is durable once the directory is synced.
+        fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    result
 }
 
 #[cfg(test)]

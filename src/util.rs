@@ -102,3 +102,47 @@ mod tests {
         assert!(none.is_none());
     }
 }
+
+/// Create `dir` (and its parents) with mode 0700 whatever the umask. An
+/// existing directory is left as it is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Create `path` empty with mode 0600 if it does not exist; make an
+/// existing one 0600. The umask cannot widen it.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    drop(o.open(path)?);
+    restrict_if_exists(path);
+    Ok(())
+}
+
+/// Make an existing file 0600 (best effort: a file of another owner keeps
+/// its mode).
+pub fn restrict_if_exists(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(path) {
+            if m.permissions().mode() & 0o077 != 0 {
+                let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

@@ -647,6 +647,108 @@ fn corrupt_store_stops_start_up_untouched() {
     );
 }
 
+/// The state files: private whatever the umask; a foreign SQLite database
+/// refused untouched; a missing key next to an existing store reported
+/// before any new key is written; an empty key file (an earlier failed
+/// write) no obstacle on a new store.
+#[cfg(unix)]
+#[test]
+fn state_files_are_private_and_never_replaced_or_altered() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let state = dir.path().join("state");
+    // An empty key file, as a failed write of an older version left it.
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/k"), "").unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "state: {path: state/state.db}",
+            "state: {path: state/state.db, hash_key_file: keys/k}",
+        ),
+    )
+    .unwrap();
+    // --once under umask 022 (the command's own umask).
+    let once = |extra: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask 022; exec {BIN} --config.file={} --once {extra}",
+                cfg.display()
+            ))
+            .output()
+            .unwrap()
+    };
+    let out = once("");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&state), 0o700, "store directory");
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let p = state.join(f);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{f}");
+        }
+    }
+    assert_eq!(mode(&dir.path().join("keys/k")), 0o600, "key file");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("keys/k"))
+            .unwrap()
+            .trim()
+            .len(),
+        64
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("keys")).unwrap().count() == 1,
+        "no temporary file left"
+    );
+
+    // The key goes missing: the store refuses a new key, and none is written.
+    std::fs::remove_file(dir.path().join("keys/k")).unwrap();
+    let out = once("");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("hash key file") && err.contains("is missing"),
+        "{err}"
+    );
+    assert!(!dir.path().join("keys/k").exists(), "a new key was written");
+
+    // state.path at another application's database: refused, unchanged.
+    let foreign = dir.path().join("other.db");
+    {
+        let c = rusqlite::Connection::open(&foreign).unwrap();
+        c.execute_batch("CREATE TABLE users(name TEXT); INSERT INTO users VALUES ('x');")
+            .unwrap();
+    }
+    let before = std::fs::read(&foreign).unwrap();
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "state: {path: state/state.db}",
+            "state: {path: other.db, hash_key_file: keys/k2}",
+        ),
+    )
+    .unwrap();
+    let out = once("");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another application") && err.contains("left untouched"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&foreign).unwrap(), before);
+    assert!(
+        !dir.path().join("keys/k2").exists(),
+        "a key was written for a refused store"
+    );
+}
+
 #[test]
 fn kill_9_loses_at_most_the_poll_in_flight() {
     let dir = tempfile::tempdir().unwrap();

@@ -63,6 +63,14 @@ pub enum StoreError {
         stored: String,
         current: String,
     },
+    #[error("{path} is an SQLite database of another application (it has tables but no nhi-exporter schema); it was left untouched. Point state.path at a new file")]
+    Foreign { path: PathBuf },
+    #[error("the hash key file {key} is missing, but the store {path} was written under a key (key id {stored}); a new key would split every exposure. Restore the original key file, or move the store aside to start with an empty history")]
+    KeyMissing {
+        path: PathBuf,
+        key: PathBuf,
+        stored: String,
+    },
     #[error("store error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("corrupt value in the store: {0}")]
@@ -110,15 +118,28 @@ impl Store {
             path: path.to_path_buf(),
             detail,
         };
+        let cant_open = |what: String| {
+            open_err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(what),
+            ))
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                open_err(rusqlite::Error::SqliteFailure(
-                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                    Some(format!("cannot create directory {}: {e}", dir.display())),
-                ))
+            crate::util::create_private_dir(dir).map_err(|e| {
+                cant_open(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
         let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
+        // Created 0600 before SQLite opens it (its -wal and -shm files take
+        // the database file's mode), whatever the umask; an existing store
+        // and its files are made private too.
+        crate::util::private_file(path)
+            .map_err(|e| cant_open(format!("cannot create {}: {e}", path.display())))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut p = path.as_os_str().to_owned();
+            p.push(suffix);
+            crate::util::restrict_if_exists(Path::new(&p));
+        }
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -153,6 +174,17 @@ impl Store {
         }
         if version < 0 {
             return Err(corrupt(format!("negative schema version {version}")));
+        }
+        if version == 0 {
+            // Never add our tables to another application's database.
+            let tables: i64 = conn
+                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+                .map_err(classify)?;
+            if tables > 0 {
+                return Err(StoreError::Foreign {
+                    path: path.to_path_buf(),
+                });
+            }
         }
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
@@ -209,6 +241,57 @@ impl Store {
             path: path.to_path_buf(),
             writer: Mutex::new(conn),
         })
+    }
+
+    /// The hash key id a store was written under, without changing it:
+    /// `None` when the store is new or empty. Read before a new key is
+    /// generated, so that a missing key file is reported instead of a new
+    /// key being written that the store would refuse.
+    pub fn stored_key_id(path: &Path) -> Result<Option<String>, StoreError> {
+        if !path.metadata().map(|m| m.len() > 0).unwrap_or(false) {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+        let (tables, has_meta): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE type = 'table' AND name = 'meta') FROM sqlite_master",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| {
+                if is_corruption(&e) {
+                    StoreError::Corrupt {
+                        path: path.to_path_buf(),
+                        detail: e.to_string(),
+                    }
+                } else {
+                    StoreError::Open {
+                        path: path.to_path_buf(),
+                        source: e,
+                    }
+                }
+            })?;
+        if has_meta == 0 {
+            // Another application's database: refused before a key is written.
+            if tables > 0 {
+                return Err(StoreError::Foreign {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(None);
+        }
+        Ok(conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'hash_key_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn path(&self) -> &Path {

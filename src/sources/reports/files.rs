@@ -152,10 +152,27 @@ pub fn poll_files(
         })?;
         for entry in paths {
             match entry {
-                Ok(p) if p.is_file() => {
-                    files.insert(p);
+                // `metadata` follows symlinks: a dangling one, a loop or an
+                // unreadable directory entry is an error here, and never
+                // silently skipped. Only directories (a glob such as
+                // `reports/*` may match one) are not inputs.
+                Ok(p) => {
+                    let why = match std::fs::metadata(&p) {
+                        Ok(m) if m.is_file() => {
+                            files.insert(p);
+                            continue;
+                        }
+                        Ok(m) if m.is_dir() => continue,
+                        Ok(_) => {
+                            "not a regular file (a FIFO, socket or device); not read".to_string()
+                        }
+                        Err(e) => e.to_string(),
+                    };
+                    let target = p.to_string_lossy().into_owned();
+                    let error = SourceError::new(ErrorReason::Io, format!("{target}: {why}"));
+                    out.send_blocking(ObservationItem::TargetFailed { target, error })
+                        .map_err(|_| cancelled())?;
                 }
-                Ok(_) => {}
                 Err(e) => {
                     let target = e.path().to_string_lossy().into_owned();
                     let error =
@@ -366,6 +383,18 @@ mod tests {
         std::fs::write(dir.path().join("a.jsonl"), b"bad").unwrap();
         std::fs::write(dir.path().join("c.txt"), b"").unwrap();
         std::fs::create_dir(dir.path().join("d.jsonl")).unwrap();
+        // Paths that are no readable report: each one fails as `io`, and
+        // none is opened (a FIFO would block the poll).
+        #[cfg(unix)]
+        {
+            let fifo =
+                std::ffi::CString::new(dir.path().join("e.jsonl").to_str().unwrap()).unwrap();
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+            std::os::unix::fs::symlink(dir.path().join("missing"), dir.path().join("f.jsonl"))
+                .unwrap();
+            std::os::unix::fs::symlink(dir.path().join("g.jsonl"), dir.path().join("g.jsonl"))
+                .unwrap();
+        }
         let pattern = format!("{}/*.jsonl", dir.path().display());
         let (tx, mut rx) = ObservationSender::channel(16);
         poll_files(&[pattern], 100, count_bytes, &ctx(HashMap::new()), &tx).unwrap();
@@ -385,6 +414,9 @@ mod tests {
         assert_eq!(
             got,
             [
+                format!("failed {d}/e.jsonl io"),
+                format!("failed {d}/f.jsonl io"),
+                format!("failed {d}/g.jsonl io"),
                 format!("failed {d}/a.jsonl parse"),
                 format!("ok {d}/b.jsonl")
             ]
