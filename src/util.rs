@@ -65,44 +65,6 @@ fn lower_priority() {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("https://user:tok@h.example/p?q=1#f"),
-            "https://<redacted>@h.example/p"
-        );
-        assert_eq!(redact_url("http://127.0.0.1:1/a"), "http://127.0.0.1:1/a");
-        assert_eq!(
-            redact_url("https://h.example/a@b?t=1"),
-            "https://h.example/a@b"
-        );
-        assert_eq!(redact_url("not a url?token=x"), "not a url");
-    }
-
-    #[tokio::test]
-    async fn runs_lowered_and_returns() {
-        let nice = super::spawn_background("t", || {
-            #[cfg(target_os = "linux")]
-            // SAFETY: reads the calling thread's priority.
-            unsafe {
-                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::getpriority(libc::PRIO_PROCESS, tid)
-            }
-            #[cfg(not(target_os = "linux"))]
-            10
-        })
-        .await;
-        // The process runs at nice 0 in tests; capped at 19.
-        assert!(nice.is_some_and(|n| n >= 10), "{nice:?}");
-        let none: Option<()> = super::spawn_background("p", || panic!("boom")).await;
-        assert!(none.is_none());
-    }
-}
-
 /// Create `dir` (and its parents) with mode 0700 whatever the umask. An
 /// existing directory is left as it is.
 pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
@@ -145,4 +107,42 @@ pub fn restrict_if_exists(path: &std::path::Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://user:tok@h.example/p?q=1#f"),
+            "https://<redacted>@h.example/p"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:1/a"), "http://127.0.0.1:1/a");
+        assert_eq!(
+            redact_url("https://h.example/a@b?t=1"),
+            "https://h.example/a@b"
+        );
+        assert_eq!(redact_url("not a url?token=x"), "not a url");
+    }
+
+    #[tokio::test]
+    async fn runs_lowered_and_returns() {
+        let nice = super::spawn_background("t", || {
+            #[cfg(target_os = "linux")]
+            // SAFETY: reads the calling thread's priority.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::getpriority(libc::PRIO_PROCESS, tid)
+            }
+            #[cfg(not(target_os = "linux"))]
+            10
+        })
+        .await;
+        // The process runs at nice 0 in tests; capped at 19.
+        assert!(nice.is_some_and(|n| n >= 10), "{nice:?}");
+        let none: Option<()> = super::spawn_background("p", || panic!("boom")).await;
+        assert!(none.is_none());
+    }
 }
