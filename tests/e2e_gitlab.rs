@@ -6,7 +6,7 @@
 mod common;
 mod gitlab_mock;
 use common::*;
-use gitlab_mock::{seed, Fault, Mock, Vuln};
+use gitlab_mock::{seed, Fault, Mock, Vuln, SCHEMA_2023};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -432,6 +432,8 @@ fn older_gitlab_and_complexity_limits_are_adapted_to() {
         });
         st.no_token_status = true;
         st.max_first = Some(25);
+        // Introspection refused: the listing adapts to the errors instead.
+        st.introspection_refused = true;
     });
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &mock, "group: platform", "", "8s");
@@ -459,6 +461,56 @@ fn older_gitlab_and_complexity_limits_are_adapted_to() {
         "no token status: validity unknown"
     );
     assert_eq!(m.sum("nhi_source_errors_total", &[("source", "gl")]), 0.0);
+}
+
+/// A GitLab of 2023 (16.0): its `Vulnerability` has no `uuid`,
+/// `dismissalReason`, `updatedAt` or `findingTokenStatus`. Introspection
+/// tells the source, which asks only for what exists: no error, every
+/// vulnerability listed, dismissals closed as `other`, validity unknown.
+#[test]
+fn a_2023_gitlab_schema_is_introspected_and_listed_without_error() {
+    let mock = Mock::start(TOKEN);
+    mock.with(|st| {
+        seed(st, &[("platform/api", 30)], |id, p, i| match i % 3 {
+            0 => Vuln::new(id, p, PAT).token("ACTIVE"),
+            1 => Vuln::new(id, p, PAT).state("DISMISSED"),
+            _ => Vuln::new(id, p, PAT),
+        });
+        for v in st.vulns.iter_mut() {
+            if v.state == "DISMISSED" {
+                v.dismissal_reason = Some("FALSE_POSITIVE");
+            }
+        }
+        st.schema = Some(SCHEMA_2023.to_vec());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &mock, "group: platform", "", "8s");
+    let out = std::process::Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        open(&m, PAT, "unknown"),
+        Some(20.0),
+        "no token status: validity unknown"
+    );
+    assert_eq!(open(&m, PAT, "live"), None);
+    assert_eq!(
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "gl"), ("resolution", "other")]
+        ),
+        Some(10.0),
+        "no dismissalReason: dismissals close as other"
+    );
+    assert_eq!(m.sum("nhi_source_errors_total", &[("source", "gl")]), 0.0);
+    let (introspections, firsts) = mock.with(|st| (st.introspections, st.variables.len()));
+    assert_eq!(introspections, 1, "once per poll");
+    assert_eq!(firsts, 1, "one page, no failed attempt");
 }
 
 #[test]

@@ -105,6 +105,41 @@ impl Vuln {
     }
 }
 
+/// The `Vulnerability` fields of the current GitLab the source asks about.
+pub const CURRENT_SCHEMA: [&str; 15] = [
+    "id",
+    "uuid",
+    "title",
+    "state",
+    "severity",
+    "reportType",
+    "detectedAt",
+    "resolvedAt",
+    "dismissedAt",
+    "dismissalReason",
+    "updatedAt",
+    "findingTokenStatus",
+    "location",
+    "identifiers",
+    "project",
+];
+
+/// A 2023 GitLab's (16.0) `Vulnerability`: no `uuid`, `dismissalReason`,
+/// `updatedAt` or `findingTokenStatus`.
+pub const SCHEMA_2023: [&str; 11] = [
+    "id",
+    "title",
+    "state",
+    "severity",
+    "reportType",
+    "detectedAt",
+    "resolvedAt",
+    "dismissedAt",
+    "location",
+    "identifiers",
+    "project",
+];
+
 #[derive(Default)]
 pub struct State {
     pub token: String,
@@ -118,6 +153,13 @@ pub struct State {
     pub no_token_status: bool,
     /// A complexity limit: a page size above this fails.
     pub max_first: Option<u64>,
+    /// The `Vulnerability` fields of an older GitLab (`None`: the current
+    /// schema): asking for another one is GraphQL's undefined-field error,
+    /// and introspection lists only these.
+    pub schema: Option<Vec<&'static str>>,
+    /// Introspection answered with an error (as a server that disables it).
+    pub introspection_refused: bool,
+    pub introspections: u64,
     pub requests: u64,
     /// The `variables` of every well-formed request.
     pub variables: Vec<Value>,
@@ -244,7 +286,12 @@ async fn handle(
         .unwrap_or_default();
 
     let mut st = state.lock().unwrap();
-    st.requests += 1;
+    // Introspection (once per poll) is counted apart and never faulted:
+    // the tests' faults and request counts are about the listing.
+    let introspection = String::from_utf8_lossy(&body).contains("__type(name:");
+    if !introspection {
+        st.requests += 1;
+    }
     let limit_headers = vec![
         ("ratelimit-limit", "2000".to_string()),
         ("ratelimit-observed", st.requests.to_string()),
@@ -261,7 +308,7 @@ async fn handle(
             json!({"errors": [{"message": "Invalid token"}]}),
         );
     }
-    if let Some(f) = st.faults.pop_front() {
+    if let Some(f) = (!introspection).then(|| st.faults.pop_front()).flatten() {
         return match f {
             Fault::Status(s) => {
                 respond(s, &limit_headers, json!({"message": format!("{s} Error")}))
@@ -296,6 +343,33 @@ fn serve(
         return respond(400, &limit_headers, gql_error("Unexpected end of document"));
     };
     let query = request["query"].as_str().unwrap_or("");
+    if query.contains("__type(name: \"Vulnerability\")") {
+        st.introspections += 1;
+        if st.introspection_refused {
+            return respond(200, &limit_headers, gql_error("Introspection is disabled"));
+        }
+        let names: Vec<&str> = st.schema.clone().unwrap_or_else(|| CURRENT_SCHEMA.to_vec());
+        let fields: Vec<Value> = names.iter().map(|n| json!({"name": n})).collect();
+        return respond(
+            200,
+            &limit_headers,
+            json!({"data": {"__type": {"fields": fields}}}),
+        );
+    }
+    if let Some(schema) = &st.schema {
+        for f in ["uuid", "dismissalReason", "updatedAt", "findingTokenStatus"] {
+            let asked = query.split(|c: char| !c.is_alphanumeric()).any(|w| w == f);
+            if asked && !schema.contains(&f) {
+                return respond(
+                    200,
+                    &limit_headers,
+                    gql_error(&format!(
+                        "Field '{f}' doesn't exist on type 'Vulnerability'"
+                    )),
+                );
+            }
+        }
+    }
     let vars = request["variables"].clone();
     st.variables.push(vars.clone());
     if !query.contains("SECRET_DETECTION") {
@@ -372,7 +446,13 @@ fn serve(
         .iter()
         .skip(start)
         .take(first)
-        .map(|v| v.node(with_token_status))
+        .map(|v| {
+            let mut n = v.node(with_token_status);
+            if let (Some(schema), Some(o)) = (&st.schema, n.as_object_mut()) {
+                o.retain(|k, _| schema.contains(&k.as_str()));
+            }
+            n
+        })
         .collect();
     let end = start + page.len();
     let data = json!({

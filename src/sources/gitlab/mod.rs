@@ -32,12 +32,19 @@
 //!   response. Two errors are adapted to instead: a GitLab older than 18.1
 //!   without `findingTokenStatus` (the field is dropped, validity unknown)
 //!   and a query complexity limit (the page size is halved, down to 10).
+//! - Schema drift: the `Vulnerability` fields a release lacks (2023 releases
+//!   have no `uuid`, `dismissalReason`, `updatedAt`, `findingTokenStatus`)
+//!   are learned by introspection once per poll and not asked for
+//!   ([`schema`]); the KPIs that need them degrade.
 
 mod config;
 #[cfg(test)]
 mod config_tests;
+pub mod schema;
 
 pub use config::{GitlabConfig, GitlabScope};
+pub use schema::query;
+use schema::Fields;
 
 use super::http::{self, HttpClient};
 use super::registry::Registration;
@@ -156,10 +163,15 @@ impl GitlabSource {
         let mut cursors: HashSet<String> = HashSet::new();
         let mut digest = Sha256::new();
         let mut findings = Vec::new();
+        let server_fields = self.introspect(client, headers, &url, ctx).await;
         for _ in 0..MAX_REQUESTS {
             let tuning = self.tuning();
+            let mut fields = server_fields.clone().unwrap_or_else(Fields::all);
+            if !tuning.token_status {
+                fields = fields.without("findingTokenStatus");
+            }
             let body = serde_json::json!({
-                "query": query(field, tuning.token_status),
+                "query": query(field, &fields),
                 "variables": {"fullPath": path, "after": after, "first": tuning.page_size},
             });
             let body = Bytes::from(body.to_string());
@@ -239,6 +251,35 @@ impl GitlabSource {
     }
 }
 
+impl GitlabSource {
+    /// The optional `Vulnerability` fields this GitLab has, by
+    /// introspection (one request per poll); `None` when it does not say
+    /// (introspection refused, or any failure: the listing adapts instead).
+    async fn introspect(
+        &self,
+        client: &HttpClient,
+        headers: &reqwest::header::HeaderMap,
+        url: &str,
+        ctx: &PollContext,
+    ) -> Option<Fields> {
+        let body = Bytes::from(serde_json::json!({ "query": schema::INTROSPECTION }).to_string());
+        let r = client
+            .send(Method::POST, url, headers, Some(body), ctx.deadline)
+            .await
+            .ok()?;
+        if !r.status.is_success() {
+            return None;
+        }
+        let fields = Fields::of(&schema::parse_introspection(&r.body)?);
+        let missing = fields.missing();
+        if !missing.is_empty() {
+            tracing::debug!(source = %ctx.source, missing = ?missing,
+                "this GitLab's Vulnerability type lacks fields: listing without them");
+        }
+        Some(fields)
+    }
+}
+
 /// The GraphQL root field a target is read through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -259,27 +300,6 @@ impl std::fmt::Display for Field {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// The query for one page. `$first` is the page size (100 unless a
-/// complexity limit asked for less); `findingTokenStatus` is left out for a
-/// GitLab older than 18.1.
-pub fn query(field: Field, token_status: bool) -> String {
-    let token = if token_status {
-        " findingTokenStatus { status }"
-    } else {
-        ""
-    };
-    format!(
-        "query nhiSecretDetection($fullPath: ID!, $after: String, $first: Int) {{ \
-         {field}(fullPath: $fullPath) {{ \
-         vulnerabilities(reportType: [SECRET_DETECTION], state: [DETECTED, CONFIRMED, RESOLVED, DISMISSED], first: $first, after: $after) {{ \
-         pageInfo {{ endCursor hasNextPage }} \
-         nodes {{ id uuid title state severity reportType detectedAt resolvedAt dismissedAt dismissalReason updatedAt{token} \
-         location {{ ... on VulnerabilityLocationSecretDetection {{ file startLine blobPath }} }} \
-         identifiers {{ externalType externalId name }} \
-         project {{ fullPath }} }} }} }} }}"
-    )
 }
 
 /// One parsed page: its findings and the cursor of the next page.

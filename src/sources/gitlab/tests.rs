@@ -289,7 +289,7 @@ fn bad_responses_name_the_position_not_the_content() {
 
 #[test]
 fn the_query_asks_for_what_is_mapped_and_nothing_secret() {
-    let q = query(Field::Group, true);
+    let q = query(Field::Group, &schema::Fields::all());
     assert!(q.contains("group(fullPath: $fullPath)"), "{q}");
     assert!(q.contains("reportType: [SECRET_DETECTION]"));
     assert!(q.contains("state: [DETECTED, CONFIRMED, RESOLVED, DISMISSED]"));
@@ -300,7 +300,10 @@ fn the_query_asks_for_what_is_mapped_and_nothing_secret() {
     assert!(q.contains("identifiers { externalType externalId name }"));
     assert!(q.contains("project { fullPath }"));
     assert!(!q.contains("description") && !q.contains("rawSourceCodeExtract"));
-    let q = query(Field::Project, false);
+    let q = query(
+        Field::Project,
+        &schema::Fields::all().without("findingTokenStatus"),
+    );
     assert!(q.contains("project(fullPath: $fullPath)"));
     assert!(!q.contains("findingTokenStatus"));
     // Balanced braces.
