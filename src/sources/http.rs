@@ -19,9 +19,16 @@ const BASE_DELAY: Duration = Duration::from_millis(500);
 /// `Retry-After`.
 const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
+/// The largest response body read (64 MiB): an upstream streaming an
+/// endless or huge body fails that request (`io`) instead of growing the
+/// process. The largest real pages (GitHub 100 alerts, Graph 999 objects,
+/// Key Vault 25 secrets) are a few MiB.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    max_response: usize,
 }
 
 #[derive(Debug)]
@@ -51,7 +58,16 @@ impl HttpClient {
             }
         }
         let client = b.build().map_err(|e| format!("HTTP client: {e}"))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            max_response: MAX_RESPONSE_BYTES,
+        })
+    }
+
+    /// The same client with another response size limit.
+    pub fn with_max_response(mut self, bytes: usize) -> Self {
+        self.max_response = bytes;
+        self
     }
 
     /// Send a request, retrying transient failures while the deadline allows.
@@ -87,14 +103,16 @@ impl HttpClient {
                 Ok(resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
-                    match resp.bytes().await {
+                    match read_limited(resp, self.max_response, url).await {
                         Ok(body) => Ok(Response {
                             status,
                             headers,
                             body,
                             attempts: attempt,
                         }),
-                        Err(e) => Err(classify_reqwest(&e, url)),
+                        // The same upstream would send it again: not retried.
+                        Err(Read::TooLarge(e)) => return Err(e),
+                        Err(Read::Failed(e)) => Err(e),
                     }
                 }
                 Err(e) => Err(classify_reqwest(&e, url)),
@@ -132,6 +150,45 @@ impl HttpClient {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// The body of `resp`, at most `max` bytes: a larger one (announced, or
+/// streamed past the limit) is not read further and fails the request.
+enum Read {
+    TooLarge(SourceError),
+    Failed(SourceError),
+}
+
+async fn read_limited(mut resp: reqwest::Response, max: usize, url: &str) -> Result<Bytes, Read> {
+    let too_large = || {
+        Read::TooLarge(SourceError::new(
+            ErrorReason::Io,
+            format!(
+                "{}: response larger than {} MiB; not read further",
+                redact_url(url),
+                max / (1024 * 1024)
+            ),
+        ))
+    };
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut buf = bytes::BytesMut::with_capacity(
+        resp.content_length()
+            .map_or(8 * 1024, |n| n as usize)
+            .min(max),
+    );
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| Read::Failed(classify_reqwest(&e, url)))?
+    {
+        if buf.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
 }
 
 /// `Some(wait)` when the response should be retried (`None` inside = use
@@ -309,6 +366,54 @@ pub fn next_link(h: &HeaderMap) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A loopback server answering every request with an endless chunked
+    /// body (or one that announces `length` bytes).
+    async fn endless_server(length: Option<u64>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut req = [0u8; 4096];
+                    let _ = c.read(&mut req).await;
+                    let head = match length {
+                        Some(n) => format!("HTTP/1.1 200 OK\r\ncontent-length: {n}\r\n\r\n"),
+                        None => "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".into(),
+                    };
+                    if c.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                    while c.write_all(chunk.as_bytes()).await.is_ok() {}
+                });
+            }
+        });
+        format!("http://{addr}/endless")
+    }
+
+    #[tokio::test]
+    async fn an_endless_or_oversized_body_fails_at_the_limit() {
+        let client = HttpClient::new(None)
+            .unwrap()
+            .with_max_response(1024 * 1024);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for length in [None, Some(10 * 1024 * 1024 * 1024)] {
+            let url = endless_server(length).await;
+            let started = Instant::now();
+            let e = client
+                .send(Method::GET, &url, &HeaderMap::new(), None, deadline)
+                .await
+                .unwrap_err();
+            assert_eq!(e.reason, ErrorReason::Io, "{e}");
+            assert!(e.message.contains("response larger than 1 MiB"), "{e}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "stopped at the limit"
+            );
+        }
+    }
 
     fn resp(status: u16, hs: &[(&'static str, &str)], body: &str) -> Response {
         let mut h = HeaderMap::new();
