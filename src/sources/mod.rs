@@ -5,6 +5,7 @@
 //! and the one [`registry`].
 
 pub mod aws;
+pub mod gcp;
 pub mod github;
 pub mod gitlab;
 pub mod http;

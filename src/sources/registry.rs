@@ -2,7 +2,7 @@
 //! `src/sources/` (its settings, validation, construction and poll) and one
 //! line here.
 
-use super::{aws, github, gitlab, kubernetes, reports, vault, Source};
+use super::{aws, gcp, github, gitlab, kubernetes, reports, vault, Source};
 use crate::config::{self, Config, ConfigError, ConfigIssue, SourceConfig, SourceSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -41,6 +41,7 @@ pub const REGISTRY: &[Registration] = &[
     vault::REGISTRATION,
     aws::REGISTRATION,
     kubernetes::REGISTRATION,
+    gcp::REGISTRATION,
 ];
 
 /// The parsers of every known type, for the configuration.
