@@ -117,7 +117,7 @@ pub struct Settings<'a> {
 fn privilege(s: &Settings<'_>, bindings: &[&Binding]) -> Option<(String, bool)> {
     let mut found: Option<(String, bool)> = None;
     for b in bindings {
-        if !s.privileged_roles.iter().any(|r| *r == b.role) {
+        if !s.privileged_roles.contains(&b.role) {
             continue;
         }
         let reason = format!(

@@ -153,6 +153,9 @@ impl Source for GcpSource {
 /// could not be read.
 type Listed = (String, Result<Container, SourceError>);
 
+/// A project's record and its ancestors (nearest first), or why not.
+type Placed = Result<(Container, Vec<String>), SourceError>;
+
 /// Policies and parents of the ancestors (folders, organization) read once
 /// per poll, by resource name.
 #[derive(Default)]
@@ -267,7 +270,7 @@ impl GcpSource {
             Estate::Organization(o) => Some(format!("organizations/{o}")),
             Estate::Projects(_) => None,
         };
-        let mut todo: Vec<(Project, Result<(Container, Vec<String>), SourceError>)> = Vec::new();
+        let mut todo: Vec<(Project, Placed)> = Vec::new();
         for (id, r) in listed {
             let team = r
                 .as_ref()
