@@ -146,6 +146,8 @@ fn main() {
                 "getIamPolicy".to_string()
             } else if path.starts_with("GET /v3/projects/") {
                 "projects.get".to_string()
+            } else if path.starts_with("GET /v3/folders/") {
+                "folders.get".to_string()
             } else {
                 last.to_string()
             };

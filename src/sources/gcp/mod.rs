@@ -130,7 +130,10 @@ impl Source for GcpSource {
     fn poll<'a>(&'a self, ctx: PollContext, out: ObservationSender) -> PollFuture<'a> {
         Box::pin(async move {
             let creds = auth::Credentials::resolve(self.cfg.credentials_file.as_deref());
-            let bearer = creds.bearer(&self.client, ctx.now, ctx.deadline).await?;
+            // The JWT is dated by the wall clock (not the poll's `now`, which a
+            // test or benchmark may fix): Google checks `iat`/`exp` against its own.
+            let issued = crate::model::unix_now();
+            let bearer = creds.bearer(&self.client, issued, ctx.deadline).await?;
             let api = Api::new(
                 self.client.clone(),
                 self.cfg.endpoints.clone(),
