@@ -23,7 +23,7 @@ Usage: scripts/kill9-trials.py [TRIALS] (default 100, split across the
 three kinds). Needs target/release/nhi-exporter (cargo build --release)
 and the .venv of scripts/test.sh (moto, boto3).
 """
-import json, os, random, signal, socket, sqlite3, subprocess, sys, tempfile, time
+import json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.environ.get("NHI_BIN", os.path.join(ROOT, "target/release/nhi-exporter"))
@@ -214,6 +214,10 @@ def main():
           f"({stats['inventory_committed']} killed after their commit); failures: {len(failures)}")
     for f in failures:
         print("  FAIL", f)
+    if not failures:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("  kept for inspection:", work)
     sys.exit(1 if failures else 0)
 
 

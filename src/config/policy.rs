@@ -33,8 +33,7 @@ pub struct Privileged {
     /// privileged, beside `cluster-admin` and any role granting `*` on `*`.
     pub kubernetes_roles: Vec<String>,
     /// GCP roles and Azure directory / RBAC roles that make an identity
-    /// privileged (SPEC §4). Validated and kept for the `gcp` and `azure`
-    /// source types, which this build does not have yet.
+    /// privileged (SPEC §4), for the `gcp` and `azure` source types.
     pub gcp_roles: Vec<String>,
     pub azure_directory_roles: Vec<String>,
     pub azure_rbac_roles: Vec<String>,

@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod gcp;
 pub mod github;
 pub mod gitlab;
 pub mod http;

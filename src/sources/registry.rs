@@ -2,7 +2,7 @@
 //! `src/sources/` (its settings, validation, construction and poll) and one
 //! line here.
 
-use super::{aws, azure, github, gitlab, kubernetes, reports, vault, Source};
+use super::{aws, azure, gcp, github, gitlab, kubernetes, reports, vault, Source};
 use crate::config::{self, Config, ConfigError, ConfigIssue, SourceConfig, SourceSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +42,7 @@ pub const REGISTRY: &[Registration] = &[
     aws::REGISTRATION,
     kubernetes::REGISTRATION,
     azure::REGISTRATION,
+    gcp::REGISTRATION,
 ];
 
 /// The parsers of every known type, for the configuration.

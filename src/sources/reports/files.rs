@@ -257,7 +257,8 @@ fn aws_key_id_re() -> &'static Regex {
 /// The non-secret credential ids visible in the leaked text: the links to
 /// the credential inventory. AWS access key ids, and the Secret or service
 /// account a Kubernetes service-account token names (see
-/// [`crate::sources::kubernetes::token`]).
+/// [`crate::sources::kubernetes::token`]), and the key a GCP service-account
+/// key file names (`private_key_id`, see [`crate::sources::gcp::key`]).
 pub fn credential_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
     let mut ids = BTreeSet::new();
     for t in texts.iter().flatten() {
@@ -273,7 +274,10 @@ pub fn credential_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
         })
         .collect();
     for t in texts.iter().flatten() {
-        for l in crate::sources::kubernetes::token::token_links(t) {
+        let k8s = crate::sources::kubernetes::token::token_links(t);
+        // A GCP key file links to its key by `private_key_id`.
+        let gcp = crate::sources::gcp::key::key_links(t);
+        for l in k8s.into_iter().chain(gcp) {
             if !links.contains(&l) {
                 links.push(l);
             }
