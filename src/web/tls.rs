@@ -268,6 +268,12 @@ pub(super) fn build(
     let verifier: Option<Arc<dyn ClientCertVerifier>> = match mode {
         "" | "NoClientCert" => {
             if ca_given {
+                // As the toolkit: a CA file is read first (a missing file
+                // is that error), then the policy is checked.
+                if let Some(f) = t.client_ca_file.as_deref().filter(|f| !f.is_empty()) {
+                    std::fs::read(resolve(f))
+                        .map_err(|e| format!("tls_server_config.client_ca_file: {e}"))?;
+                }
                 return Err("tls_server_config: client CA's have been configured without a Client Auth Policy (client_ca_file or client_ca needs client_auth_type)".into());
             }
             None
@@ -286,10 +292,7 @@ pub(super) fn build(
             Some(r) => Some(webpki(r, true)?),
             None => None,
         },
-        "RequireAndVerifyClientCert" => match roots(true)? {
-            Some(r) => Some(webpki(r, false)?),
-            None => None,
-        },
+        "RequireAndVerifyClientCert" => roots(true)?.map(|r| webpki(r, false)).transpose()?,
         _ => {
             return Err("tls_server_config.client_auth_type: invalid ClientAuth (unknown value); one of NoClientCert, RequestClientCert, RequireAnyClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert".into())
         }
