@@ -13,6 +13,7 @@
 //!   (`CaUsedAsEndEntity`) where Go accepts them (2 cases);
 //! - RequireAndVerifyClientCert without a CA is refused (Go verifies
 //!   against the system roots), which TestConfigReloading starts with.
+//!
 //! The Go test's handler answers "Hello World!"; here `/metrics` answers.
 
 mod common;
@@ -505,7 +506,8 @@ fn users() {
     // bob has cost 18 in these files: every uncached check runs bcrypt at
     // 10, 12 and 18 (see docs: costs should be equal), so the checks run
     // in parallel.
-    let cases: Vec<(&str, &str, bool, Option<(&'static str, &'static str)>, Want)> = vec![
+    type Creds = Option<(&'static str, &'static str)>;
+    let cases: Vec<(&str, &str, bool, Creds, Want)> = vec![
         (
             "without basic auth",
             "web_config_users_noTLS.good.yml",
