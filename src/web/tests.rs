@@ -54,7 +54,10 @@ fn rejects_bad_configs() {
             "tls_server_config.min_version: unknown TLS version",
         ),
         ("basic_auth_users: {a: plain}", "not a bcrypt hash"),
-        ("tls_server_config: {key_file: k}", "missing one of cert or cert_file"),
+        (
+            "tls_server_config: {key_file: k}",
+            "missing one of cert or cert_file",
+        ),
         (
             "tls_server_config: {cert_file: /nope, key_file: /nope}",
             "cert_file",
