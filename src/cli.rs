@@ -53,10 +53,26 @@ pub struct Cli {
     /// Enable reload via HTTP request (`POST /-/reload`), as Prometheus does; SIGHUP always reloads.
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
+    /// Longest time a client may take to send a request's headers.
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = parse_timeout, value_name = "DURATION")]
+    pub read_header_timeout: std::time::Duration,
+    /// Close a connection idle (no request in progress, nothing sent or received) for this long.
+    #[arg(long = "web.idle-timeout", default_value = "60s", value_parser = parse_timeout, value_name = "DURATION")]
+    pub idle_timeout: std::time::Duration,
+    /// Connections served at once (0: half the file descriptor limit, at most 512); more clients wait in the listen backlog.
+    #[arg(long = "web.max-connections", default_value_t = 0, value_name = "N")]
+    pub max_connections: usize,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", value_enum, default_value = "info")]
     pub log_level: logging::Level,
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: logging::Format,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match crate::config::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err("expected a duration above zero, e.g. 10s or 500ms".into()),
+    }
 }

@@ -104,6 +104,21 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
         None => WebConfig::plain(),
     };
     let web = Arc::new(RwLock::new(Arc::new(web)));
+    let fd_limit = server::raise_fd_limit();
+    let limits = server::Limits {
+        header_read_timeout: cli.read_header_timeout,
+        idle_timeout: cli.idle_timeout,
+        max_connections: match cli.max_connections {
+            0 => server::default_max_connections(fd_limit),
+            n => n,
+        },
+        ..server::Limits::default()
+    };
+    tracing::info!(
+        max_connections = limits.max_connections,
+        fd_limit = fd_limit.unwrap_or(0),
+        "HTTP connection limit"
+    );
     let listener = tokio::net::TcpListener::bind(cli.listen_address)
         .await
         .map_err(|source| RunError::Listen {
@@ -155,7 +170,12 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
         reload: reload.clone(),
         lifecycle: cli.enable_lifecycle,
     };
-    let server_task = tokio::spawn(server::serve(srv, listener, server_stop.clone()));
+    let server_task = tokio::spawn(server::serve_with(
+        srv,
+        listener,
+        server_stop.clone(),
+        limits,
+    ));
     tracing::info!(address = %cli.listen_address, telemetry_path = %cli.telemetry_path, version = crate::health::VERSION, "nhi-exporter listening");
 
     wait_for_shutdown(reload).await;

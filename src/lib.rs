@@ -18,4 +18,6 @@ pub mod server;
 pub mod sources;
 pub mod store;
 pub mod util;
-pub mod webconfig;
+pub mod web;
+/// The former name of [`web`], kept for callers.
+pub use web as webconfig;
