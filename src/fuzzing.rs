@@ -28,9 +28,12 @@ use std::path::Path;
 /// The marker planted in inputs; an error text must never contain it.
 pub const CANARY: &str = "CANARY";
 
+/// A fuzzing entry: the input in, a panic when an invariant fails.
+pub type Entry = fn(&[u8]);
+
 /// Every target by name, as `fuzz/fuzz_targets/<name>.rs` and
 /// `fuzz/corpus/<name>/` are named.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("gitleaks", gitleaks),
     ("trufflehog", trufflehog),
     ("detect_secrets", detect_secrets),
