@@ -38,9 +38,11 @@ printf '%-24s %12s %8s %8s %s\n' target execs cov ft result
 failed=0
 for t in "${TARGETS[@]}"; do
   scratch=$CARGO_TARGET_DIR/corpus/$t
-  mkdir -p "$scratch"
-  cargo +nightly fuzz run -s "$SANITIZER" "$t" "$scratch" "$PWD/fuzz/corpus/$t" -- \
-    -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
+  mkdir -p "$scratch" "fuzz/artifacts/$t"
+  # The built binary itself: `cargo fuzz run` would rebuild the crate each
+  # time in a git worktree (build.rs watches .git/HEAD, not a file there).
+  "$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/$t" "$scratch" "$PWD/fuzz/corpus/$t" \
+    -artifact_prefix="$PWD/fuzz/artifacts/$t/" -max_total_time="$SECS" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
     -dict="$PWD/fuzz/canary.dict" -print_final_stats=1 >"$LOGS/$t.log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$LOGS/$t.log" | grep -o '[0-9]*$')
