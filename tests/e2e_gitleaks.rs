@@ -873,3 +873,86 @@ fn a_failing_source_does_not_affect_another() {
         "ready once every source was polled, success or not"
     );
 }
+
+/// A v7 report, then a clean re-scan written as `null` (gitleaks before
+/// v8.2.3 and pipelines serialising a nil list): both findings close as
+/// `disappeared`. Before, `null` was refused and nothing ever closed.
+#[test]
+fn a_v7_report_then_a_null_report_closes_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "");
+    let report = dir.path().join("reports/legacy.json");
+    let canary = "nhi-canary-5e1d0c7a-v7-b2ZmZW5kZXI";
+    let v7 = serde_json::json!([
+        {"line": "aws_access_key_1 = 'AKIAIOSFODNN7EXAMPLE'", "lineNumber": 13,
+         "offender": "AKIAIOSFODNN7EXAMPLE", "offenderEntropy": -1, "commit": "208ae46",
+         "repo": "basic", "repoURL": "", "leakURL": "", "rule": "AWS Access Key",
+         "commitMessage": "m\n", "author": "Dev", "email": "dev@example.com",
+         "file": "secrets.py", "date": "2021-09-07T21:11:39-05:00", "tags": "key, AWS"},
+        {"line": format!("password = '{canary}'"), "lineNumber": 4, "offender": canary,
+         "offenderEntropy": 3.9, "commit": "", "repo": "", "repoURL": "", "leakURL": "",
+         "rule": "Generic Credential", "commitMessage": "", "author": "", "email": "",
+         "file": "config/app.env", "date": "0001-01-01T00:00:00Z", "tags": ""}
+    ]);
+    let write = |text: &[u8]| {
+        let tmp = report.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &report).unwrap();
+    };
+    write(&serde_json::to_vec_pretty(&v7).unwrap());
+    let log = dir.path().join("exporter.log");
+    let mut ex = Exporter::start(&cfg, &log, &[]);
+    let m = ex.wait_for("v7 report applied", |m| {
+        m.sum("nhi_findings_open", &[("source", "ci")]) == 2.0
+    });
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[("source", "ci"), ("secret_type", "aws_access_key")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_findings_open",
+            &[("source", "ci"), ("secret_type", "generic_credential")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.sum("nhi_findings_detected_total", &[("source", "ci")]),
+        2.0
+    );
+
+    std::thread::sleep(Duration::from_millis(1100)); // a distinct scan time
+    write(b"null\n");
+    let m = ex.wait_for("both closed", |m| {
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")],
+        ) == Some(2.0)
+    });
+    assert_eq!(
+        m.get("nhi_time_to_close_seconds_count", &[("source", "ci")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_source_errors_total",
+            &[("source", "ci"), ("reason", "parse")]
+        )
+        .unwrap_or(0.0),
+        0.0
+    );
+    let m = ex.wait_for("KPIs recomputed", |m| {
+        m.sum("nhi_findings_open", &[("source", "ci")]) == 0.0
+    });
+    let text = m.text.clone();
+    let (status, _) = ex.stop();
+    assert!(status.success());
+    let store = read_all_files(&dir.path().join("state"));
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(canary), "canary in /metrics");
+    assert!(!log_text.contains(canary), "canary in the log");
+    assert!(!contains(&store, canary), "canary in the store");
+}

@@ -24,13 +24,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!(
-                "invalid duration {s:?}: expected a number followed by a unit (ms, s, m, h, d, w, y), e.g. 30s, 5m, 12h, 90d"
-            ));
+            return Err("invalid duration: expected a number followed by a unit (ms, s, m, h, d, w, y), e.g. 30s, 5m, 12h, 90d".to_string());
         }
         let n: u128 = rest[..digits]
             .parse()
-            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            .map_err(|_| "invalid duration: number too large".to_string())?;
         rest = &rest[digits..];
         let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
@@ -43,31 +41,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "m" => (4, 60_000),
             "s" => (5, 1_000),
             "ms" => (6, 1),
-            "" => {
-                return Err(format!(
-                    "invalid duration {s:?}: missing unit (ms, s, m, h, d, w, y)"
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "invalid duration {s:?}: unknown unit {other:?} (use ms, s, m, h, d, w, y)"
-                ))
-            }
+            "" => return Err("invalid duration: missing unit (ms, s, m, h, d, w, y)".to_string()),
+            _ => return Err("invalid duration: unknown unit (use ms, s, m, h, d, w, y)".into()),
         };
         if last_rank != usize::MAX && rank <= last_rank {
-            return Err(format!(
-                "invalid duration {s:?}: units must go from largest to smallest, each once"
-            ));
+            return Err(
+                "invalid duration: units must go from largest to smallest, each once".to_string(),
+            );
         }
         last_rank = rank;
         total_ms = total_ms
             .checked_add(
                 n.checked_mul(ms)
-                    .ok_or_else(|| format!("duration {s:?} too large"))?,
+                    .ok_or_else(|| "duration too large".to_string())?,
             )
-            .ok_or_else(|| format!("duration {s:?} too large"))?;
+            .ok_or_else(|| "duration too large".to_string())?;
     }
-    let ms = u64::try_from(total_ms).map_err(|_| format!("duration {s:?} too large"))?;
+    let ms = u64::try_from(total_ms).map_err(|_| "duration too large".to_string())?;
     Ok(Duration::from_millis(ms))
 }
 
@@ -102,7 +92,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
     let bad = || {
-        format!("invalid size {s:?}: use a number of bytes or a unit (KiB, MiB, GiB, KB, MB, GB), e.g. 256MiB")
+        "invalid size: use a number of bytes or a unit (KiB, MiB, GiB, KB, MB, GB), e.g. 256MiB"
+            .to_string()
     };
     if digits == 0 {
         return Err(bad());

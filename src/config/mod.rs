@@ -333,10 +333,7 @@ pub fn parse(
                     if !names.insert(s.name.clone()) {
                         issues.push(
                             format!("{path}.name"),
-                            format!(
-                                "duplicate source name {:?}; source names must be unique",
-                                s.name
-                            ),
+                            "duplicate source name: source names must be unique",
                         );
                     }
                     sources.push(s);

@@ -87,7 +87,7 @@ fn each_rule_names_its_key() {
         ("sources: [{name: a, type: gitleaks, paths: [a], max_file_size: 0}]", "sources[0].max_file_size: must be greater than 0"),
         ("sources: [{name: a, type: gitleaks, path: [a]}]", "sources[0].path: unknown key \"path\""),
         ("sources: [{name: a, type: gitleaks}]", "sources[0]: missing field \"paths\""),
-        ("sources: [{name: a, type: gitleaks, paths: [a]}, {name: a, type: gitleaks, paths: [b]}]", "sources[1].name: duplicate source name \"a\""),
+        ("sources: [{name: a, type: gitleaks, paths: [a]}, {name: a, type: gitleaks, paths: [b]}]", "sources[1].name: duplicate source name: source names must be unique"),
         ("sources: [{name: a, type: trufflehog}]", "sources[0]: missing field \"paths\""),
         ("sources: [{name: a, type: trufflehog, paths: []}]", "sources[0].paths: must list at least one glob"),
         ("sources: [{name: a, type: trufflehog, paths: ['[']}]", "sources[0].paths[0]: invalid glob"),

@@ -130,6 +130,17 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// serde's messages mention Rust-isms; make the common ones operator-friendly.
 /// A type error quotes the offending value, which may be a credential: drop it.
 pub(crate) fn friendly(msg: String) -> String {
+    // serde_yaml may put the key path first (`a.b: invalid type: ...`).
+    for marker in [
+        "invalid type: string ",
+        "unknown variant ",
+        "invalid value: ",
+    ] {
+        if let Some(at) = msg.find(marker).filter(|at| *at > 0) {
+            let (head, tail) = msg.split_at(at);
+            return format!("{head}{}", friendly(tail.to_string()));
+        }
+    }
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         // "unknown field `x`, expected one of `a`, `b`"
         return format!("unknown key {}", rest.replace('`', "\""));
@@ -200,7 +211,10 @@ pub(super) fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !name.starts_with(|c: char| c.is_ascii_digit());
             if !valid {
-                return Err(format!("invalid variable name {name:?} in ${{...}}"));
+                return Err(
+                    "invalid variable name in ${...}: use letters, digits and _, not starting with a digit"
+                        .into(),
+                );
             }
             match env(name) {
                 Some(val) => out.push_str(&val),
@@ -298,11 +312,19 @@ pub(crate) fn http_url(v: &str, key: &str, example: &str, issues: &mut Issues) -
             .nth(1)
             .is_some_and(|h| !h.is_empty() && !h.contains('@') && !h.contains(' '));
     if !ok {
-        // Never echo user info or a query: they may hold a credential.
-        let shown = crate::util::redact_url(&v);
+        // Only the scheme and host are shown: user info, a path or a query
+        // may hold a credential (a webhook token, `?token=`).
+        let shown = match v.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                format!("{:?} is", format!("{scheme}://{host}"))
+            }
+            None => "the value is".to_string(),
+        };
         issues.push(
             key,
-            format!("{shown:?} is not an http(s) URL without credentials, e.g. {example}"),
+            format!("{shown} not an http(s) URL without credentials, e.g. {example}"),
         );
     }
     v

@@ -90,11 +90,20 @@ impl WebConfig {
     }
 
     pub fn load(file: &Path) -> Result<Self, WebConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| WebConfigError {
+            file: file.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_text(&text, file)
+    }
+
+    /// Parse the text of the web configuration `file` (relative paths in
+    /// it are resolved against its directory; the files it names are read).
+    pub fn from_text(text: &str, file: &Path) -> Result<Self, WebConfigError> {
         let err = |m: String| WebConfigError {
             file: file.to_path_buf(),
             message: m,
         };
-        let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
         let base = file.parent().unwrap_or_else(|| Path::new("."));
         // An empty file is an empty configuration, as in the toolkit.
         let raw: Raw = if text.trim().is_empty() {
@@ -105,7 +114,7 @@ impl WebConfig {
                 rate_limit: None,
             }
         } else {
-            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(&text)).map_err(
+            serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(
                 |e| {
                     err(format!(
                         "{}: {}",

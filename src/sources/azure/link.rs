@@ -18,6 +18,14 @@ use std::sync::OnceLock;
 
 pub const PROVIDER: &str = "azure";
 
+/// At most this many distinct client secrets and as many GUIDs are taken
+/// from one finding's texts: every pair is a link, so without a cap a
+/// report could make one finding hold a quadratic number of links (and
+/// the de-duplication quadratic time).
+const MAX_PER_KIND: usize = 16;
+/// The most links one finding's texts give.
+pub const MAX_LINKS: usize = MAX_PER_KIND * MAX_PER_KIND;
+
 /// The alias a leak of a client secret names its credential by.
 pub fn client_secret_alias(app_id: &str, hint: &str) -> String {
     format!("{}/{}", app_id.to_ascii_lowercase(), hint)
@@ -52,7 +60,7 @@ pub fn client_secret_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
     for t in texts.iter().flatten() {
         for c in secret_re().captures_iter(t) {
             if let Some(h) = c.get(1) {
-                if !hints.contains(&h.as_str()) {
+                if hints.len() < MAX_PER_KIND && !hints.contains(&h.as_str()) {
                     hints.push(h.as_str());
                 }
             }
@@ -64,7 +72,7 @@ pub fn client_secret_links(texts: &[Option<&str>]) -> Vec<CredentialRef> {
     for t in texts.iter().flatten() {
         for m in guid_re().find_iter(t) {
             let g = m.as_str().to_ascii_lowercase();
-            if !guids.contains(&g) {
+            if guids.len() < MAX_PER_KIND && !guids.contains(&g) {
                 guids.push(g);
             }
         }
@@ -125,5 +133,19 @@ mod tests {
             "{APP} abc8X~FAKEfakeFAKEfakeFAKEfakeFAKEfake12"
         ))])
         .is_empty());
+    }
+
+    #[test]
+    fn many_ids_and_secrets_give_a_bounded_number_of_links() {
+        let mut text = String::new();
+        for i in 0..200 {
+            text.push_str(&format!(
+                "{i:08x}-2222-3333-4444-555555555555 x{:02}8Q~FAKEfakeFAKEfakeFAKEfakeFAKEfake12\n",
+                i % 100
+            ));
+        }
+        let links = client_secret_links(&[Some(&text)]);
+        assert_eq!(links.len(), MAX_LINKS);
+        assert_eq!(links[0].id, "00000000-2222-3333-4444-555555555555/x00");
     }
 }

@@ -2,12 +2,17 @@
 //! is the latest scan of one target; a finding missing from a target's newer
 //! scan was closed with resolution `disappeared`.
 //!
+//! Every layout gitleaks has written is read: v8's JSON (`RuleID`,
+//! `Secret`...), v7's (`rule`, `offender`, `lineNumber`, `leakURL`...;
+//! `scan/leak.go` of v7.6), `null` for a clean scan, and SARIF with
+//! `"results": null` (v8.0 to v8.2.4) or v7's `properties.offender`.
+//!
 //! Fetching (globbing, change detection, reading: [`super::files`]) is kept
 //! apart from parsing ([`parse_slice`]), which is pure and
 //! tested on fixtures.
 
 pub use super::files::{credential_links, ParseError};
-use super::files::{json_error, repository_from_link};
+use super::files::{json_error, repository_from_link, repository_from_url};
 use crate::hashing::SecretHasher;
 use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
 use serde::de::{SeqAccess, Visitor};
@@ -45,6 +50,13 @@ pub fn parse_slice(
             de.end().map_err(json_error)?;
             Ok(out)
         }
+        // `null`: a clean scan, as some gitleaks versions write it.
+        b'n' => {
+            let mut de = serde_json::Deserializer::from_slice(data);
+            <()>::deserialize(&mut de).map_err(json_error)?;
+            de.end().map_err(json_error)?;
+            Ok(Vec::new())
+        }
         b'{' => {
             let mut de = serde_json::Deserializer::from_slice(data);
             let doc = Sarif::deserialize(&mut de).map_err(json_error)?;
@@ -57,39 +69,48 @@ pub fn parse_slice(
 
 fn empty_file() -> ParseError {
     ParseError::Format(
-        "empty file: a gitleaks report is a JSON array (`[]` when nothing was found) or a SARIF document".into(),
+        "empty file: a gitleaks report is a JSON array (`[]` or `null` when nothing was found) or a SARIF document".into(),
     )
 }
 
 fn not_a_report() -> ParseError {
     ParseError::Format(
-        "line 1: not a gitleaks report: expected a JSON array or a SARIF object".into(),
+        "line 1: not a gitleaks report: expected a JSON array, null or a SARIF object".into(),
     )
 }
 
 /// A gitleaks JSON finding; only the fields we use. Unknown fields (newer
-/// gitleaks versions) are ignored.
+/// gitleaks versions) are ignored. The aliases are v7's names: `rule`,
+/// `offender` (the secret), `line` (the whole line: read like v8's
+/// `Match`, for links only), `file`, `lineNumber`, `commit`, `leakURL`,
+/// `date`, and `repoURL`, which v8 does not have.
 #[derive(Deserialize)]
 struct RawFinding {
-    #[serde(rename = "RuleID")]
+    #[serde(rename = "RuleID", alias = "rule")]
     rule_id: String,
-    #[serde(rename = "Secret", default)]
+    #[serde(rename = "Secret", alias = "offender", default)]
     secret: Option<String>,
-    #[serde(rename = "Match", default)]
+    #[serde(rename = "Match", alias = "line", default)]
     matched: Option<String>,
-    #[serde(rename = "File", default)]
+    #[serde(rename = "File", alias = "file", default)]
     file: Option<String>,
-    #[serde(rename = "StartLine", default)]
+    #[serde(rename = "StartLine", alias = "lineNumber", default)]
     start_line: Option<i64>,
-    #[serde(rename = "Commit", default)]
+    #[serde(rename = "Commit", alias = "commit", default)]
     commit: Option<String>,
-    #[serde(rename = "Link", default)]
+    #[serde(rename = "Link", alias = "leakURL", default)]
     link: Option<String>,
-    #[serde(rename = "Date", default)]
+    #[serde(rename = "repoURL", default)]
+    repo_url: Option<String>,
+    #[serde(rename = "Date", alias = "date", default)]
     date: Option<String>,
     #[serde(rename = "Fingerprint", default)]
     fingerprint: Option<String>,
 }
+
+/// Go's zero `time.Time`, which v7 writes as the date of a finding outside
+/// git (`--no-git`): no date.
+const GO_ZERO_TIME: i64 = -62_135_596_800;
 
 #[derive(Deserialize)]
 struct Sarif {
@@ -100,8 +121,9 @@ struct Sarif {
 
 #[derive(Deserialize)]
 struct SarifRun {
+    /// `null` for a clean scan in v8.0 to v8.2.4.
     #[serde(default)]
-    results: Vec<SarifResult>,
+    results: Option<Vec<SarifResult>>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +134,17 @@ struct SarifResult {
     locations: Vec<SarifLocation>,
     #[serde(default)]
     partial_fingerprints: SarifFingerprints,
+    /// v7 only: the secret, commit and date are here, and the snippet is
+    /// the whole line.
+    #[serde(default)]
+    properties: Option<SarifProperties>,
+}
+
+#[derive(Deserialize)]
+struct SarifProperties {
+    offender: Option<String>,
+    commit: Option<String>,
+    date: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,7 +215,7 @@ impl<'a> Converter<'a> {
         file: Option<String>,
         line: Option<i64>,
         commit: Option<String>,
-        link: Option<String>,
+        repository: Option<String>,
         date: Option<String>,
         fingerprint: Option<String>,
     ) -> ObservedFinding {
@@ -207,10 +240,7 @@ impl<'a> Converter<'a> {
             ),
         };
         // `secret` and `matched` are dropped here.
-        let repository = link
-            .as_deref()
-            .and_then(repository_from_link)
-            .or_else(|| self.repo_fallback.clone());
+        let repository = repository.or_else(|| self.repo_fallback.clone());
         ObservedFinding {
             scanner_id,
             secret_type: rule_id,
@@ -222,7 +252,10 @@ impl<'a> Converter<'a> {
                 commit,
             },
             detected_at: None,
-            committed_at: date.as_deref().and_then(crate::sources::rfc3339),
+            committed_at: date
+                .as_deref()
+                .and_then(crate::sources::rfc3339)
+                .filter(|t| *t != GO_ZERO_TIME),
             closed: None,
             validity: Validity::Unknown,
             validity_at: None,
@@ -239,7 +272,7 @@ impl<'a> Converter<'a> {
         }
         let mut out = Vec::new();
         for run in doc.runs {
-            for r in run.results {
+            for r in run.results.unwrap_or_default() {
                 let phys = r
                     .locations
                     .into_iter()
@@ -253,17 +286,33 @@ impl<'a> Converter<'a> {
                     Some(r) => (r.start_line, r.snippet.and_then(|s| s.text)),
                     None => (None, None),
                 };
-                out.push(self.finding(
-                    r.rule_id,
-                    snippet,
-                    None,
-                    uri,
-                    line,
-                    r.partial_fingerprints.commit_sha,
-                    None,
-                    r.partial_fingerprints.date,
-                    None,
-                ));
+                let fp = r.partial_fingerprints;
+                let f = match r.properties {
+                    // v7: the snippet is the line that holds the offender.
+                    Some(p) if p.offender.is_some() => self.finding(
+                        r.rule_id,
+                        p.offender,
+                        snippet,
+                        uri,
+                        line,
+                        fp.commit_sha.or(p.commit),
+                        None,
+                        fp.date.or(p.date),
+                        None,
+                    ),
+                    _ => self.finding(
+                        r.rule_id,
+                        snippet,
+                        None,
+                        uri,
+                        line,
+                        fp.commit_sha,
+                        None,
+                        fp.date,
+                        None,
+                    ),
+                };
+                out.push(f);
             }
         }
         Ok(out)
@@ -284,6 +333,13 @@ impl<'de> Visitor<'de> for SeqVisitor<'_, '_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(r) = seq.next_element::<RawFinding>()? {
+            // The repository: from the finding's link, else (v7) from the
+            // repository URL; without either, the report's name.
+            let repository = r
+                .link
+                .as_deref()
+                .and_then(repository_from_link)
+                .or_else(|| r.repo_url.as_deref().and_then(repository_from_url));
             self.out.push(self.conv.finding(
                 r.rule_id,
                 r.secret,
@@ -291,7 +347,7 @@ impl<'de> Visitor<'de> for SeqVisitor<'_, '_> {
                 r.file,
                 r.start_line,
                 r.commit,
-                r.link,
+                repository,
                 r.date,
                 r.fingerprint,
             ));

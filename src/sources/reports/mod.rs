@@ -80,7 +80,7 @@ fn parse(format: Format, cx: &mut SourceParse<'_>) -> Option<Arc<dyn SourceSpec>
     for (i, p) in r.paths.iter().enumerate() {
         let abs = resolve(cx.base, p).to_string_lossy().into_owned();
         if let Err(e) = glob::Pattern::new(&abs) {
-            cx.issue(&format!("paths[{i}]"), format!("invalid glob {p:?}: {e}"));
+            cx.issue(&format!("paths[{i}]"), format!("invalid glob: {e}"));
         }
         paths.push(abs);
     }

@@ -101,15 +101,16 @@
 //! logs, JSON errors name only the position, and values read under
 //! `match_values` are hashed and dropped.
 
-mod api;
-mod approle;
+// `pub(crate)` for the fuzzing entry points (`crate::fuzzing`).
+pub(crate) mod api;
+pub(crate) mod approle;
 mod config;
 #[cfg(test)]
 mod config_tests;
-mod kv;
+pub(crate) mod kv;
 #[cfg(test)]
 mod tests;
-mod tokens;
+pub(crate) mod tokens;
 
 pub use api::{account_of, parse_list, parse_login};
 pub use approle::{

@@ -191,3 +191,101 @@ fn an_unsupported_sarif_version_is_not_echoed() {
     assert!(m.contains("unsupported SARIF version"), "{m}");
     assert!(!m.contains("canary"), "{m}");
 }
+
+#[test]
+fn null_is_a_clean_scan() {
+    // gitleaks before v8.2.3 (and pipelines that serialise a nil list).
+    assert!(parse("null.json").unwrap().is_empty());
+    assert!(parse_slice(&b"\xEF\xBB\xBF null \n"[..], "x", &hasher())
+        .unwrap()
+        .is_empty());
+    // SARIF of v8.0 to v8.2.4: `"results": null`.
+    assert!(parse("null-results.sarif").unwrap().is_empty());
+    for bad in [&b"nul"[..], b"null null", b"nulx", b"null,"] {
+        match parse_slice(bad, "x", &hasher()) {
+            Err(ParseError::Format(m)) => assert!(m.starts_with("line 1 column"), "{m}"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn parses_v7_report() {
+    let v = parse("v7.json").unwrap();
+    assert_eq!(v.len(), 3);
+    let a = &v[0];
+    assert_eq!(
+        a.scanner_id,
+        "208ae4669ade2563fcaf9f12922fa2c0a5b37c63:secrets.py:AWS Access Key:13"
+    );
+    assert_eq!(a.secret_type, "AWS Access Key"); // normalised by the store
+    assert_eq!(
+        a.exposure,
+        ExposureKey::Secret(hasher().hash(b"AKIAIOSFODNN7EXAMPLE"))
+    );
+    assert_eq!(
+        a.location.repository.as_deref(),
+        Some("github.com/acme/basic")
+    );
+    assert_eq!(a.location.file.as_deref(), Some("secrets.py"));
+    assert_eq!(a.location.line, Some(13));
+    assert_eq!(
+        a.location.commit.as_deref(),
+        Some("208ae4669ade2563fcaf9f12922fa2c0a5b37c63")
+    );
+    assert_eq!(a.committed_at, Some(1_631_067_099)); // -05:00 honoured
+    assert_eq!(a.validity, Validity::Unknown);
+    assert_eq!(
+        a.links,
+        vec![CredentialRef {
+            provider: "aws",
+            id: "AKIAIOSFODNN7EXAMPLE".into()
+        }]
+    );
+    // `--no-git`: no commit, Go's zero time, no links: the report's name.
+    let b = &v[1];
+    assert_eq!(b.scanner_id, "config/app.env:Generic Credential:4");
+    assert_eq!(
+        b.exposure,
+        ExposureKey::Secret(hasher().hash(b"canary-v7-fixture-value"))
+    );
+    assert_eq!(b.location.commit, None);
+    assert_eq!(b.location.line, Some(4));
+    assert_eq!(b.committed_at, None);
+    assert_eq!(b.location.repository.as_deref(), Some("v7"));
+    assert!(b.links.is_empty());
+    // `--redact`, no leak URL: the repository URL without its credentials.
+    let c = &v[2];
+    assert_eq!(c.exposure, ExposureKey::ScannerId);
+    assert_eq!(c.scanner_id, "c0ffee:deploy.yml:Gitlab Token:7");
+    assert_eq!(
+        c.location.repository.as_deref(),
+        Some("gitlab.example.com/acme/payments")
+    );
+    assert_eq!(c.committed_at, Some(1_631_095_200));
+    assert!(!format!("{v:?}").contains("canary-v7"));
+}
+
+#[test]
+fn v7_sarif_hashes_the_offender_not_the_line() {
+    let v = parse("v7.sarif").unwrap();
+    assert_eq!(v.len(), 1);
+    let json = parse("v7.json").unwrap();
+    // The same secret as in the JSON report: one exposure.
+    assert_eq!(v[0].exposure, json[0].exposure);
+    assert_eq!(v[0].scanner_id, json[0].scanner_id);
+    assert_eq!(v[0].committed_at, Some(1_631_067_099));
+    assert_eq!(v[0].links, json[0].links);
+}
+
+#[test]
+fn a_v7_report_without_its_rule_is_an_error() {
+    let doc = br#"[{"offender":"canary-v7","file":"a","lineNumber":1}]"#;
+    match parse_slice(&doc[..], "x", &hasher()) {
+        Err(ParseError::Format(m)) => {
+            assert!(m.contains("required field is missing"), "{m}");
+            assert!(!m.contains("canary"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
