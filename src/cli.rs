@@ -1,7 +1,7 @@
 //! Command line, following the Prometheus exporter conventions.
 
 use crate::logging;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -68,6 +68,28 @@ pub struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: logging::Format,
+    /// Without a subcommand: run the exporter (or `--once`, `--config.check`).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands beside the exporter itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the dated past scans of each report source's `backfill_dir`
+    /// to the store (oldest first; scans the store already covers are
+    /// skipped), print one line per source, exit 0 or 1 on any error.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Only this source (by `name`).
+    #[arg(long = "source", value_name = "NAME")]
+    pub source: Option<String>,
+    /// Read the dated scans from this directory instead of the source's `backfill_dir` (needs --source).
+    #[arg(long = "from", value_name = "DIR", requires = "source")]
+    pub from: Option<PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {

@@ -64,6 +64,7 @@ async fn initial_snapshot(app: &Arc<App>) {
 /// Returns whether every source succeeded.
 pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
     let app = App::open(&cli.config_file)?;
+    crate::backfill::before_first_polls(&app).await;
     let cfg = app.config();
     let mut set = tokio::task::JoinSet::new();
     for s in cfg.sources.iter().filter(|s| s.enabled) {
@@ -158,6 +159,8 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
             }
         })
     };
+    // Past scans first: the first snapshot already shows them.
+    crate::backfill::before_first_polls(&app).await;
     initial_snapshot(&app).await;
     app.start_sources();
     tokio::spawn(app.clone().run_refresher());

@@ -1,8 +1,8 @@
 //! nhi-exporter binary: parse the command line and hand over to the library.
 
 use clap::Parser;
-use nhi_exporter::cli::Cli;
-use nhi_exporter::{daemon, logging};
+use nhi_exporter::cli::{Cli, Command};
+use nhi_exporter::{backfill, daemon, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -26,11 +26,18 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<bool> = runtime.block_on(async {
-        if cli.once {
-            Ok(daemon::run_once(&cli).await?)
-        } else {
-            daemon::run_daemon(&cli).await?;
-            Ok(true)
+        match &cli.command {
+            Some(Command::Backfill(a)) => {
+                Ok(
+                    backfill::run_command(&cli.config_file, a.source.as_deref(), a.from.as_deref())
+                        .await?,
+                )
+            }
+            None if cli.once => Ok(daemon::run_once(&cli).await?),
+            None => {
+                daemon::run_daemon(&cli).await?;
+                Ok(true)
+            }
         }
     });
     // Do not wait for a poll still parsing a file: its transaction is

@@ -388,6 +388,12 @@ impl Store {
         Ok((known, linked))
     }
 
+    /// The time of the latest KPI history point, if any.
+    pub fn history_end(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.reader()?;
+        Ok(conn.query_row("SELECT MAX(ts) FROM history", [], |r| r.get(0))?)
+    }
+
     /// Last successful poll time of each source, as persisted.
     pub fn last_successes(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let conn = self.reader()?;

@@ -1,0 +1,378 @@
+//! Backfill: apply dated past scans of a report source (`backfill_dir`) to
+//! the store, oldest first, so that a new install's windows cover the past.
+//!
+//! `backfill_dir` holds one directory per past scan, named by its scan
+//! time: an RFC 3339 time (`2026-08-01T06:00:00Z`, or colon-free
+//! `2026-08-01T060000Z`), a date (`2026-08-01`, 00:00 UTC) or an age before
+//! the backfill's start (`60d-ago`). Names starting with `.` are ignored.
+//! Inside, a file at relative path REL is the scan of the target a live
+//! poll would name `<base>/REL`, `<base>` being the static directory (the
+//! part before the first glob character) of the first pattern of `paths`
+//! that then matches.
+//!
+//! Each scan is applied exactly as a complete live poll at its time `t`
+//! would be ([`poll::apply_poll`]: the source's parser, `scanned_at = t`,
+//! the store's `now = t`, the source's poll bookkeeping), then the KPI
+//! history point at `t` is recorded. A scan at or before the source's last
+//! successful poll in the store is skipped: a backfill never rewrites what
+//! the store observed, and a second run is a no-op.
+
+use crate::app::{unix_now, App, StartError};
+use crate::config::SourceConfig;
+use crate::model::{ErrorReason, ObservationItem, SourceError};
+use crate::poll::{self, PollOutcome};
+use crate::sources::reports::{files, ReportsConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What one source's backfill did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackfillReport {
+    /// Dated scans applied.
+    pub applied: u64,
+    /// Dated scans at or before the source's last successful poll.
+    pub skipped: u64,
+    /// Findings read from the applied scans.
+    pub findings: u64,
+}
+
+/// One dated past scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatedScan {
+    pub at: i64,
+    pub dir: PathBuf,
+}
+
+fn io_error(msg: String) -> SourceError {
+    SourceError::new(ErrorReason::Io, msg)
+}
+
+/// The scan time a dated directory's name gives, `start` being the
+/// backfill's start (for `<duration>-ago`).
+pub fn scan_time(name: &str, start: i64) -> Option<i64> {
+    if let Some(d) = name.strip_suffix("-ago") {
+        let d = crate::config::parse_duration(d).ok()?;
+        return i64::try_from(d.as_secs())
+            .ok()
+            .and_then(|s| start.checked_sub(s));
+    }
+    if name.len() == 10 {
+        let fmt = time::macros::format_description!("[year]-[month]-[day]");
+        return time::Date::parse(name, fmt)
+            .ok()
+            .map(|d| d.midnight().assume_utc().unix_timestamp());
+    }
+    if !name.contains(':') {
+        // `2026-08-01T060000Z` (colons are awkward in file names).
+        let (date, rest) = name.split_once('T')?;
+        let digits = rest.get(..6)?;
+        if !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let with = format!(
+            "{date}T{}:{}:{}{}",
+            &digits[..2],
+            &digits[2..4],
+            &digits[4..],
+            &rest[6..]
+        );
+        return crate::sources::rfc3339(&with);
+    }
+    crate::sources::rfc3339(name)
+}
+
+/// The dated scans under `dir`, oldest first. Any name that is not a scan
+/// time, any entry that is not a directory, and a time after `start` is an
+/// error naming the entry.
+pub fn dated_scans(dir: &Path, start: i64) -> Result<Vec<DatedScan>, SourceError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| io_error(format!("{}: {e}", dir.display())))?;
+    let mut scans = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(format!("{}: {e}", dir.display())))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let Some(at) = scan_time(&name, start) else {
+            return Err(io_error(format!(
+                "{}: not a scan time: name a past scan's directory by an RFC 3339 UTC time (2026-08-01T06:00:00Z or 2026-08-01T060000Z), a date (2026-08-01) or an age (60d-ago)",
+                path.display()
+            )));
+        };
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(io_error(format!(
+                    "{}: not a directory (one directory per past scan)",
+                    path.display()
+                )))
+            }
+            Err(e) => return Err(io_error(format!("{}: {e}", path.display()))),
+        }
+        if at > start {
+            return Err(io_error(format!(
+                "{}: the scan time is in the future",
+                path.display()
+            )));
+        }
+        scans.push(DatedScan { at, dir: path });
+    }
+    scans.sort_by(|a, b| (a.at, &a.dir).cmp(&(b.at, &b.dir)));
+    Ok(scans)
+}
+
+/// The static directory of a glob pattern: up to the last `/` before its
+/// first glob character.
+fn static_base(pattern: &str) -> &str {
+    let head = pattern
+        .find(['*', '?', '['])
+        .map_or(pattern, |i| &pattern[..i]);
+    head.rfind('/').map_or("", |i| &pattern[..i])
+}
+
+/// The target name of the file at `rel` (relative, `/`-separated) of a
+/// dated scan: `<base>/rel` for the first pattern that then matches.
+pub fn target_name(patterns: &[String], rel: &str) -> Option<String> {
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    patterns.iter().find_map(|p| {
+        let candidate = format!("{}/{rel}", static_base(p));
+        let pat = glob::Pattern::new(p).ok()?;
+        pat.matches_with(&candidate, opts).then_some(candidate)
+    })
+}
+
+/// Every regular file under `dir`, as (path, relative `/`-separated name),
+/// sorted.
+fn files_under(dir: &Path) -> Result<Vec<(PathBuf, String)>, SourceError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).map_err(|e| io_error(format!("{}: {e}", d.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(format!("{}: {e}", d.display())))?;
+            let path = entry.path();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) if m.is_file() => {
+                    let rel = path
+                        .strip_prefix(dir)
+                        .unwrap_or(&path)
+                        .components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    out.push((path, rel));
+                }
+                Ok(_) => {
+                    return Err(io_error(format!(
+                        "{}: not a regular file (a FIFO, socket or device); not read",
+                        path.display()
+                    )))
+                }
+                Err(e) => return Err(io_error(format!("{}: {e}", path.display()))),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Read every report of one dated scan as the scans of their targets at
+/// the scan's time. The first unreadable or unmatched file fails it.
+fn read_scan(
+    cfg: &ReportsConfig,
+    scan: &DatedScan,
+    hasher: &crate::hashing::SecretHasher,
+) -> Result<Vec<ObservationItem>, SourceError> {
+    let mut items = Vec::new();
+    for (path, rel) in files_under(&scan.dir)? {
+        let Some(target) = target_name(&cfg.paths, &rel) else {
+            return Err(io_error(format!(
+                "{}: {rel} matches none of the source's paths",
+                scan.dir.display()
+            )));
+        };
+        let t = files::read_as(
+            &path,
+            target,
+            scan.at,
+            cfg.max_file_size,
+            cfg.parser(),
+            hasher,
+        )?;
+        items.push(ObservationItem::Target(t));
+    }
+    Ok(items)
+}
+
+/// Backfill one report source from `from` (default: its `backfill_dir`)
+/// as of `start`. Blocking: call it off the async runtime. A source
+/// without a directory to read has nothing to do.
+pub fn backfill_source(
+    app: &App,
+    cfg: &SourceConfig,
+    from: Option<&Path>,
+    start: i64,
+) -> Result<BackfillReport, SourceError> {
+    let mut report = BackfillReport::default();
+    let Some(rc) = cfg.settings::<ReportsConfig>() else {
+        return Err(io_error(format!(
+            "source {}: type {} has no backfill (report sources only)",
+            cfg.name,
+            cfg.type_name()
+        )));
+    };
+    let Some(dir) = from.or(rc.backfill_dir.as_deref()) else {
+        return Ok(report);
+    };
+    let scans = dated_scans(dir, start)?;
+    let store = app.store.clone();
+    let store_err = |e: crate::store::StoreError| io_error(format!("store: {e}"));
+    let mut last = store
+        .last_successes()
+        .map_err(store_err)?
+        .get(&cfg.name)
+        .copied();
+    let max_types = app.config().policy.max_secret_types;
+    for scan in scans {
+        if last.is_some_and(|l| scan.at <= l) {
+            tracing::info!(source = %cfg.name, scan = %scan.dir.display(), at = scan.at,
+                "past scan skipped: at or before the source's last successful poll");
+            report.skipped += 1;
+            continue;
+        }
+        let items = read_scan(rc, &scan, &app.hasher)?;
+        let findings: usize = items
+            .iter()
+            .map(|i| match i {
+                ObservationItem::Target(t) => t.findings.len(),
+                _ => 0,
+            })
+            .sum();
+        let stats = poll::apply_poll(&store, &cfg.name, scan.at, max_types, items).map_err(
+            |mut errors| {
+                errors
+                    .pop()
+                    .unwrap_or_else(|| io_error("the scan was not applied".into()))
+            },
+        )?;
+        last = Some(scan.at);
+        report.applied += 1;
+        report.findings += findings as u64;
+        // The windows' history point at the scan's time; never before a
+        // point already recorded (the history is a step function in time).
+        if store.history_end().map_err(store_err)? <= Some(scan.at) {
+            app.compute_and_record(scan.at).map_err(store_err)?;
+        } else {
+            tracing::info!(source = %cfg.name, at = scan.at,
+                "KPI history already recorded after this past scan: no history point added");
+        }
+        tracing::info!(source = %cfg.name, scan = %scan.dir.display(), at = scan.at,
+            targets = stats.targets, new = stats.findings_new, closed = stats.findings_closed,
+            revoked = stats.exposures_revoked, "past scan applied");
+    }
+    Ok(report)
+}
+
+/// Run the backfill of every enabled source with a `backfill_dir` before
+/// its first poll (daemon and `--once`). A failure is a logged, counted
+/// poll failure of that source, never fatal; the live poll still runs.
+pub async fn before_first_polls(app: &Arc<App>) {
+    let start = unix_now();
+    let cfg = app.config();
+    for s in cfg.sources.iter().filter(|s| s.enabled) {
+        let has_dir = s
+            .settings::<ReportsConfig>()
+            .is_some_and(|r| r.backfill_dir.is_some());
+        if !has_dir {
+            continue;
+        }
+        let (a, c) = (app.clone(), s.clone());
+        let started = std::time::Instant::now();
+        let res = tokio::task::spawn_blocking(move || backfill_source(&a, &c, None, start)).await;
+        let error = match res {
+            Ok(Ok(r)) => {
+                tracing::info!(source = %s.name, applied = r.applied, skipped = r.skipped,
+                    findings = r.findings, "backfill done");
+                continue;
+            }
+            Ok(Err(e)) => e,
+            Err(e) => io_error(format!("the backfill task failed: {e}")),
+        };
+        tracing::error!(source = %s.name, reason = %error.reason, error = %error.message,
+            "backfill failed; the live poll still runs");
+        let out = PollOutcome {
+            duration: started.elapsed(),
+            errors: vec![error],
+            ..Default::default()
+        };
+        app.record_poll(s, &out);
+    }
+}
+
+/// `nhi-exporter backfill`: backfill every enabled source with a
+/// `backfill_dir`, or the one named (from `from` when given). Prints one
+/// line per source; returns whether all succeeded.
+pub async fn run_command(
+    config: &Path,
+    source: Option<&str>,
+    from: Option<&Path>,
+) -> Result<bool, StartError> {
+    let app = App::open(config)?;
+    let cfg = app.config();
+    let start = unix_now();
+    let chosen: Vec<SourceConfig> = match source {
+        Some(name) => match cfg.sources.iter().find(|s| s.name == name) {
+            Some(s) => vec![s.clone()],
+            None => {
+                eprintln!("backfill: no source named {name:?} in the configuration");
+                return Ok(false);
+            }
+        },
+        None => cfg
+            .sources
+            .iter()
+            .filter(|s| s.enabled)
+            .filter(|s| {
+                s.settings::<ReportsConfig>()
+                    .is_some_and(|r| r.backfill_dir.is_some())
+            })
+            .cloned()
+            .collect(),
+    };
+    if chosen.is_empty() {
+        println!("no source has a backfill_dir: nothing to backfill");
+    }
+    let mut ok = true;
+    for s in chosen {
+        let (a, c, f) = (app.clone(), s.clone(), from.map(Path::to_path_buf));
+        let res = tokio::task::spawn_blocking(move || backfill_source(&a, &c, f.as_deref(), start))
+            .await
+            .unwrap_or_else(|e| Err(io_error(format!("the backfill task failed: {e}"))));
+        match res {
+            Ok(r) => println!(
+                "{}: {} scans applied, {} skipped as already observed, {} findings read",
+                s.name, r.applied, r.skipped, r.findings
+            ),
+            Err(e) => {
+                ok = false;
+                eprintln!("{}: backfill failed: {e}", s.name);
+            }
+        }
+    }
+    let store = app.store.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        tracing::warn!(error = %e, "WAL checkpoint failed");
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests;
