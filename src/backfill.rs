@@ -221,7 +221,25 @@ pub fn backfill_source(
     from: Option<&Path>,
     start: i64,
 ) -> Result<BackfillReport, SourceError> {
-    let mut report = BackfillReport::default();
+    let job = Job {
+        cfg: cfg.clone(),
+        from: from.map(Path::to_path_buf),
+    };
+    backfill_all(app, &[job], start)
+        .pop()
+        .unwrap_or_else(|| Err(io_error("no backfill result".into())))
+}
+
+/// A source to backfill, from `from` or its `backfill_dir`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub cfg: SourceConfig,
+    pub from: Option<PathBuf>,
+}
+
+/// The settings and dated scans of one job.
+fn plan(job: &Job, start: i64) -> Result<(&ReportsConfig, Vec<DatedScan>), SourceError> {
+    let cfg = &job.cfg;
     let Some(rc) = cfg.settings::<ReportsConfig>() else {
         return Err(io_error(format!(
             "source {}: type {} has no backfill (report sources only)",
@@ -229,91 +247,159 @@ pub fn backfill_source(
             cfg.type_name()
         )));
     };
-    let Some(dir) = from.or(rc.backfill_dir.as_deref()) else {
-        return Ok(report);
+    match job.from.as_deref().or(rc.backfill_dir.as_deref()) {
+        Some(dir) => Ok((rc, dated_scans(dir, start)?)),
+        None => Ok((rc, Vec::new())),
+    }
+}
+
+/// Backfill several sources together: their dated scans are applied in
+/// time order across sources (a KPI history point is recorded after each,
+/// and the history only moves forward). A source's failure stops that
+/// source only (its scans applied so far stay). One result per job, in
+/// order. Blocking.
+pub fn backfill_all(
+    app: &App,
+    jobs: &[Job],
+    start: i64,
+) -> Vec<Result<BackfillReport, SourceError>> {
+    let mut results: Vec<Result<BackfillReport, SourceError>> =
+        vec![Ok(BackfillReport::default()); jobs.len()];
+    let last = match app.store.last_successes() {
+        Ok(l) => l,
+        Err(e) => {
+            let m = format!("store: {e}");
+            return jobs.iter().map(|_| Err(io_error(m.clone()))).collect();
+        }
     };
-    let scans = dated_scans(dir, start)?;
-    let store = app.store.clone();
-    let store_err = |e: crate::store::StoreError| io_error(format!("store: {e}"));
-    let mut last = store
-        .last_successes()
-        .map_err(store_err)?
-        .get(&cfg.name)
-        .copied();
-    let max_types = app.config().policy.max_secret_types;
-    for scan in scans {
-        if last.is_some_and(|l| scan.at <= l) {
-            tracing::info!(source = %cfg.name, scan = %scan.dir.display(), at = scan.at,
+    let mut settings = Vec::new();
+    let mut all = Vec::new();
+    for (i, job) in jobs.iter().enumerate() {
+        match plan(job, start) {
+            Ok((rc, scans)) => {
+                settings.push(Some(rc));
+                all.extend(scans.into_iter().map(|s| (i, s)));
+            }
+            Err(e) => {
+                settings.push(None);
+                results[i] = Err(e);
+            }
+        }
+    }
+    all.sort_by_key(|(i, s)| (s.at, *i));
+    let mut last: Vec<Option<i64>> = jobs
+        .iter()
+        .map(|j| last.get(&j.cfg.name).copied())
+        .collect();
+    for (i, scan) in all {
+        let (Some(rc), Ok(report)) = (settings[i], &mut results[i]) else {
+            continue;
+        };
+        let name = &jobs[i].cfg.name;
+        if last[i].is_some_and(|l| scan.at <= l) {
+            tracing::info!(source = %name, scan = %scan.dir.display(), at = scan.at,
                 "past scan skipped: at or before the source's last successful poll");
             report.skipped += 1;
             continue;
         }
-        let items = read_scan(rc, &scan, &app.hasher)?;
-        let findings: usize = items
-            .iter()
-            .map(|i| match i {
-                ObservationItem::Target(t) => t.findings.len(),
-                _ => 0,
-            })
-            .sum();
-        let stats = poll::apply_poll(&store, &cfg.name, scan.at, max_types, items).map_err(
-            |mut errors| {
-                errors
-                    .pop()
-                    .unwrap_or_else(|| io_error("the scan was not applied".into()))
-            },
-        )?;
-        last = Some(scan.at);
-        report.applied += 1;
-        report.findings += findings as u64;
-        // The windows' history point at the scan's time; never before a
-        // point already recorded (the history is a step function in time).
-        if store.history_end().map_err(store_err)? <= Some(scan.at) {
-            app.compute_and_record(scan.at).map_err(store_err)?;
-        } else {
-            tracing::info!(source = %cfg.name, at = scan.at,
-                "KPI history already recorded after this past scan: no history point added");
+        match apply_scan(app, name, rc, &scan) {
+            Ok(findings) => {
+                report.applied += 1;
+                report.findings += findings;
+                last[i] = Some(scan.at);
+            }
+            Err(e) => results[i] = Err(e),
         }
-        tracing::info!(source = %cfg.name, scan = %scan.dir.display(), at = scan.at,
-            targets = stats.targets, new = stats.findings_new, closed = stats.findings_closed,
-            revoked = stats.exposures_revoked, "past scan applied");
     }
-    Ok(report)
+    results
+}
+
+/// Apply one dated scan of a source, then record the KPI history point at
+/// its time. Returns the findings read.
+fn apply_scan(
+    app: &App,
+    name: &str,
+    rc: &ReportsConfig,
+    scan: &DatedScan,
+) -> Result<u64, SourceError> {
+    let store_err = |e: crate::store::StoreError| io_error(format!("store: {e}"));
+    let items = read_scan(rc, scan, &app.hasher)?;
+    let findings: usize = items
+        .iter()
+        .map(|i| match i {
+            ObservationItem::Target(t) => t.findings.len(),
+            _ => 0,
+        })
+        .sum();
+    let max_types = app.config().policy.max_secret_types;
+    let stats =
+        poll::apply_poll(&app.store, name, scan.at, max_types, items).map_err(|mut e| {
+            e.pop()
+                .unwrap_or_else(|| io_error("the scan was not applied".into()))
+        })?;
+    // The windows' history point at the scan's time; never before a point
+    // already recorded (the history is a step function in time).
+    if app.store.history_end().map_err(store_err)? <= Some(scan.at) {
+        app.compute_and_record(scan.at).map_err(store_err)?;
+    } else {
+        tracing::info!(source = %name, at = scan.at,
+            "KPI history already recorded after this past scan: no history point added");
+    }
+    tracing::info!(source = %name, scan = %scan.dir.display(), at = scan.at,
+        targets = stats.targets, new = stats.findings_new, closed = stats.findings_closed,
+        revoked = stats.exposures_revoked, "past scan applied");
+    Ok(findings as u64)
+}
+
+/// The enabled sources with a `backfill_dir`.
+fn configured_jobs(app: &App) -> Vec<Job> {
+    app.config()
+        .sources
+        .iter()
+        .filter(|s| s.enabled)
+        .filter(|s| {
+            s.settings::<ReportsConfig>()
+                .is_some_and(|r| r.backfill_dir.is_some())
+        })
+        .map(|s| Job {
+            cfg: s.clone(),
+            from: None,
+        })
+        .collect()
 }
 
 /// Run the backfill of every enabled source with a `backfill_dir` before
-/// its first poll (daemon and `--once`). A failure is a logged, counted
+/// the first polls (daemon and `--once`). A failure is a logged, counted
 /// poll failure of that source, never fatal; the live poll still runs.
 pub async fn before_first_polls(app: &Arc<App>) {
-    let start = unix_now();
-    let cfg = app.config();
-    for s in cfg.sources.iter().filter(|s| s.enabled) {
-        let has_dir = s
-            .settings::<ReportsConfig>()
-            .is_some_and(|r| r.backfill_dir.is_some());
-        if !has_dir {
-            continue;
-        }
-        let (a, c) = (app.clone(), s.clone());
-        let started = std::time::Instant::now();
-        let res = tokio::task::spawn_blocking(move || backfill_source(&a, &c, None, start)).await;
-        let error = match res {
-            Ok(Ok(r)) => {
-                tracing::info!(source = %s.name, applied = r.applied, skipped = r.skipped,
-                    findings = r.findings, "backfill done");
-                continue;
+    let jobs = configured_jobs(app);
+    if jobs.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let (a, j) = (app.clone(), jobs.clone());
+    let results = tokio::task::spawn_blocking(move || backfill_all(&a, &j, unix_now()))
+        .await
+        .unwrap_or_else(|e| {
+            let msg = format!("the backfill task failed: {e}");
+            jobs.iter().map(|_| Err(io_error(msg.clone()))).collect()
+        });
+    for (job, res) in jobs.iter().zip(results) {
+        let s = &job.cfg;
+        match res {
+            Ok(r) => tracing::info!(source = %s.name, applied = r.applied, skipped = r.skipped,
+                findings = r.findings, "backfill done"),
+            Err(error) => {
+                tracing::error!(source = %s.name, reason = %error.reason, error = %error.message,
+                    "backfill failed; the live poll still runs");
+                let out = PollOutcome {
+                    duration: started.elapsed(),
+                    errors: vec![error],
+                    ..Default::default()
+                };
+                app.record_poll(s, &out);
             }
-            Ok(Err(e)) => e,
-            Err(e) => io_error(format!("the backfill task failed: {e}")),
-        };
-        tracing::error!(source = %s.name, reason = %error.reason, error = %error.message,
-            "backfill failed; the live poll still runs");
-        let out = PollOutcome {
-            duration: started.elapsed(),
-            errors: vec![error],
-            ..Default::default()
-        };
-        app.record_poll(s, &out);
+        }
     }
 }
 
@@ -326,44 +412,51 @@ pub async fn run_command(
     from: Option<&Path>,
 ) -> Result<bool, StartError> {
     let app = App::open(config)?;
-    let cfg = app.config();
-    let start = unix_now();
-    let chosen: Vec<SourceConfig> = match source {
-        Some(name) => match cfg.sources.iter().find(|s| s.name == name) {
-            Some(s) => vec![s.clone()],
+    let jobs = match source {
+        Some(name) => match app.config().sources.iter().find(|s| s.name == name) {
+            Some(s) => vec![Job {
+                cfg: s.clone(),
+                from: from.map(Path::to_path_buf),
+            }],
             None => {
                 eprintln!("backfill: no source named {name:?} in the configuration");
                 return Ok(false);
             }
         },
-        None => cfg
-            .sources
-            .iter()
-            .filter(|s| s.enabled)
-            .filter(|s| {
-                s.settings::<ReportsConfig>()
-                    .is_some_and(|r| r.backfill_dir.is_some())
-            })
-            .cloned()
-            .collect(),
+        None => configured_jobs(&app),
     };
-    if chosen.is_empty() {
+    if jobs.is_empty() {
         println!("no source has a backfill_dir: nothing to backfill");
     }
+    let (a, j) = (app.clone(), jobs.clone());
+    let results = tokio::task::spawn_blocking(move || backfill_all(&a, &j, unix_now()))
+        .await
+        .unwrap_or_else(|e| {
+            let msg = format!("the backfill task failed: {e}");
+            jobs.iter().map(|_| Err(io_error(msg.clone()))).collect()
+        });
     let mut ok = true;
-    for s in chosen {
-        let (a, c, f) = (app.clone(), s.clone(), from.map(Path::to_path_buf));
-        let res = tokio::task::spawn_blocking(move || backfill_source(&a, &c, f.as_deref(), start))
-            .await
-            .unwrap_or_else(|e| Err(io_error(format!("the backfill task failed: {e}"))));
+    for (job, res) in jobs.iter().zip(results) {
+        let name = &job.cfg.name;
+        let has_dir = job.from.is_some()
+            || job
+                .cfg
+                .settings::<ReportsConfig>()
+                .is_some_and(|r| r.backfill_dir.is_some());
         match res {
+            Ok(_) if !has_dir => {
+                ok = false;
+                eprintln!(
+                    "{name}: backfill failed: the source has no backfill_dir; give --from DIR"
+                );
+            }
             Ok(r) => println!(
-                "{}: {} scans applied, {} skipped as already observed, {} findings read",
-                s.name, r.applied, r.skipped, r.findings
+                "{name}: {} scans applied, {} skipped as already observed, {} findings read",
+                r.applied, r.skipped, r.findings
             ),
             Err(e) => {
                 ok = false;
-                eprintln!("{}: backfill failed: {e}", s.name);
+                eprintln!("{name}: backfill failed: {e}");
             }
         }
     }
