@@ -371,10 +371,11 @@ fn configured_jobs(app: &App) -> Vec<Job> {
 /// Run the backfill of every enabled source with a `backfill_dir` before
 /// the first polls (daemon and `--once`). A failure is a logged, counted
 /// poll failure of that source, never fatal; the live poll still runs.
-pub async fn before_first_polls(app: &Arc<App>) {
+/// Returns whether every backfill succeeded.
+pub async fn before_first_polls(app: &Arc<App>) -> bool {
     let jobs = configured_jobs(app);
     if jobs.is_empty() {
-        return;
+        return true;
     }
     let started = std::time::Instant::now();
     let (a, j) = (app.clone(), jobs.clone());
@@ -384,12 +385,14 @@ pub async fn before_first_polls(app: &Arc<App>) {
             let msg = format!("the backfill task failed: {e}");
             jobs.iter().map(|_| Err(io_error(msg.clone()))).collect()
         });
+    let mut all_ok = true;
     for (job, res) in jobs.iter().zip(results) {
         let s = &job.cfg;
         match res {
             Ok(r) => tracing::info!(source = %s.name, applied = r.applied, skipped = r.skipped,
                 findings = r.findings, "backfill done"),
             Err(error) => {
+                all_ok = false;
                 tracing::error!(source = %s.name, reason = %error.reason, error = %error.message,
                     "backfill failed; the live poll still runs");
                 let out = PollOutcome {
@@ -401,6 +404,7 @@ pub async fn before_first_polls(app: &Arc<App>) {
             }
         }
     }
+    all_ok
 }
 
 /// `nhi-exporter backfill`: backfill every enabled source with a

@@ -60,11 +60,12 @@ async fn initial_snapshot(app: &Arc<App>) {
     app.render();
 }
 
-/// `--once`: poll every enabled source once, apply, print the exposition.
-/// Returns whether every source succeeded.
+/// `--once`: backfill past scans, poll every enabled source once, apply,
+/// print the exposition. Returns whether every source (and backfill)
+/// succeeded.
 pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
     let app = App::open(&cli.config_file)?;
-    crate::backfill::before_first_polls(&app).await;
+    let backfilled = crate::backfill::before_first_polls(&app).await;
     let cfg = app.config();
     let mut set = tokio::task::JoinSet::new();
     for s in cfg.sources.iter().filter(|s| s.enabled) {
@@ -79,7 +80,8 @@ pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
             out.ok()
         });
     }
-    let mut all_ok = true;
+    // A failed backfill is a failed poll of its source.
+    let mut all_ok = backfilled;
     while let Some(r) = set.join_next().await {
         all_ok &= r.unwrap_or(false);
     }
