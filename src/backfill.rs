@@ -4,7 +4,9 @@
 //! `backfill_dir` holds one directory per past scan, named by its scan
 //! time: an RFC 3339 time (`2026-08-01T06:00:00Z`, or colon-free
 //! `2026-08-01T060000Z`), a date (`2026-08-01`, 00:00 UTC) or an age before
-//! the backfill's start (`60d-ago`). Names starting with `.` are ignored.
+//! the start of the source's first backfill (`60d-ago`; the start is kept in
+//! the store, so that every run dates a directory alike). Names starting
+//! with `.` are ignored.
 //! Inside, a file at relative path REL is the scan of the target a live
 //! poll would name `<base>/REL`, `<base>` being the static directory (the
 //! part before the first glob character) of the first pattern of `paths`
@@ -238,7 +240,11 @@ pub struct Job {
 }
 
 /// The settings and dated scans of one job.
-fn plan(job: &Job, start: i64) -> Result<(&ReportsConfig, Vec<DatedScan>), SourceError> {
+fn plan<'a>(
+    app: &App,
+    job: &'a Job,
+    start: i64,
+) -> Result<(&'a ReportsConfig, Vec<DatedScan>), SourceError> {
     let cfg = &job.cfg;
     let Some(rc) = cfg.settings::<ReportsConfig>() else {
         return Err(io_error(format!(
@@ -247,10 +253,14 @@ fn plan(job: &Job, start: i64) -> Result<(&ReportsConfig, Vec<DatedScan>), Sourc
             cfg.type_name()
         )));
     };
-    match job.from.as_deref().or(rc.backfill_dir.as_deref()) {
-        Some(dir) => Ok((rc, dated_scans(dir, start)?)),
-        None => Ok((rc, Vec::new())),
-    }
+    let Some(dir) = job.from.as_deref().or(rc.backfill_dir.as_deref()) else {
+        return Ok((rc, Vec::new()));
+    };
+    let anchor = app
+        .store
+        .backfill_anchor(&cfg.name, start)
+        .map_err(|e| io_error(format!("store: {e}")))?;
+    Ok((rc, dated_scans(dir, anchor.min(start))?))
 }
 
 /// Backfill several sources together: their dated scans are applied in
@@ -275,7 +285,7 @@ pub fn backfill_all(
     let mut settings = Vec::new();
     let mut all = Vec::new();
     for (i, job) in jobs.iter().enumerate() {
-        match plan(job, start) {
+        match plan(app, job, start) {
             Ok((rc, scans)) => {
                 settings.push(Some(rc));
                 all.extend(scans.into_iter().map(|s| (i, s)));

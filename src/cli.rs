@@ -34,7 +34,7 @@ pub struct Cli {
     /// Validate the configuration without contacting anything; print OK or every error; exit 0 or 1.
     #[arg(long = "config.check")]
     pub config_check: bool,
-    /// Poll every enabled source once, apply to the store, print the exposition and exit (1 when a source failed).
+    /// Apply the sources' backfill_dir past scans, poll every enabled source once, apply to the store, print the exposition and exit (1 when a source or a backfill failed).
     #[arg(long = "once")]
     pub once: bool,
     /// Address to listen on for the web interface and telemetry.

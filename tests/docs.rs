@@ -189,15 +189,15 @@ fn backfill_command_over_the_demo() {
     assert!(ok, "{err}");
     assert_eq!(
         out,
-        "demo-gitleaks: 5 scans applied, 0 skipped as already observed, 38 findings read\n\
-         demo-trufflehog: 5 scans applied, 0 skipped as already observed, 16 findings read\n\
-         demo-detect-secrets: 1 scans applied, 0 skipped as already observed, 2 findings read\n"
+        "demo-gitleaks: 6 scans applied, 0 skipped as already observed, 46 findings read\n\
+         demo-trufflehog: 6 scans applied, 0 skipped as already observed, 19 findings read\n\
+         demo-detect-secrets: 2 scans applied, 0 skipped as already observed, 4 findings read\n"
     );
     let (ok, out, err) = run_demo_config(dir.path(), &["backfill", "--source", "demo-trufflehog"]);
     assert!(ok, "{err}");
     assert_eq!(
         out,
-        "demo-trufflehog: 0 scans applied, 5 skipped as already observed, 0 findings read\n"
+        "demo-trufflehog: 0 scans applied, 6 skipped as already observed, 0 findings read\n"
     );
     let (ok, text, err) = run_demo_config(dir.path(), &["--once"]);
     assert!(ok, "{err}");

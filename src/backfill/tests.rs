@@ -115,6 +115,8 @@ fn dump(app: &App) -> BTreeMap<String, Vec<String>> {
     for t in tables {
         let sql = if t == "targets" {
             "SELECT id, source, target, scanned_at FROM targets".to_string()
+        } else if t == "meta" {
+            "SELECT * FROM meta WHERE key NOT LIKE 'backfill_anchor:%'".to_string()
         } else {
             format!("SELECT * FROM {t}")
         };
@@ -377,5 +379,30 @@ fn bad_names_and_unmatched_files_are_errors_naming_them() {
         e.message
             .ends_with("2026-08-01: the scan time is in the future"),
         "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ages_count_from_the_first_backfill() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("history");
+    for (i, name) in ["30d-ago", "36h-ago"].iter().enumerate() {
+        write_scan(&dir.join(name), &scans()[i]);
+    }
+    let a = app(root.path(), "ago", Some(&dir));
+    let cfg = a.config().sources[0].clone();
+    let start = T1 + 90 * DAY;
+    let r = backfill_source(&a, &cfg, None, start).unwrap();
+    assert_eq!((r.applied, r.skipped), (2, 0));
+    // Later runs date the directories as the first did: nothing new.
+    let r = backfill_source(&a, &cfg, None, start + 3600).unwrap();
+    assert_eq!((r.applied, r.skipped), (0, 2));
+    assert_eq!(
+        dump(&a)["polls"],
+        [format!(
+            "Text(\"th\")|Integer({})|Integer({})",
+            start - 30 * DAY,
+            start - 36 * 3600
+        )]
     );
 }
