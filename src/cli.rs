@@ -28,7 +28,8 @@ pub struct Cli {
     #[arg(
         long = "config.file",
         default_value = "nhi-exporter.yaml",
-        value_name = "PATH"
+        value_name = "PATH",
+        global = true
     )]
     pub config_file: PathBuf,
     /// Validate the configuration without contacting anything; print OK or every error; exit 0 or 1.
@@ -63,10 +64,15 @@ pub struct Cli {
     #[arg(long = "web.max-connections", default_value_t = 0, value_name = "N")]
     pub max_connections: usize,
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: logging::Level,
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     pub log_format: logging::Format,
     /// Without a subcommand: run the exporter (or `--once`, `--config.check`).
     #[command(subcommand)]
