@@ -417,6 +417,61 @@ pub async fn before_first_polls(app: &Arc<App>) -> bool {
     all_ok
 }
 
+/// On a reload, before the new configuration is swapped in: backfill each
+/// source that the reload starts with a `backfill_dir` (new, re-enabled, or
+/// with another `backfill_dir`), so that it too has its past before its
+/// first poll. Blocking. Returns each failure, to be recorded as a failed
+/// poll of its source once the new configuration is in.
+pub fn before_reload(app: &App, new: &crate::config::Config) -> Vec<(SourceConfig, PollOutcome)> {
+    let old = app.config();
+    let dir_of = |s: &SourceConfig| {
+        s.settings::<ReportsConfig>()
+            .and_then(|r| r.backfill_dir.clone())
+    };
+    let jobs: Vec<Job> = new
+        .sources
+        .iter()
+        .filter(|s| s.enabled && dir_of(s).is_some())
+        .filter(|s| {
+            !old.sources.iter().any(|o| {
+                o.enabled
+                    && o.name == s.name
+                    && o.type_name() == s.type_name()
+                    && dir_of(o) == dir_of(s)
+            })
+        })
+        .map(|s| Job {
+            cfg: s.clone(),
+            from: None,
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Vec::new();
+    }
+    let started = std::time::Instant::now();
+    let results = backfill_all(app, &jobs, unix_now());
+    let mut failed = Vec::new();
+    for (job, res) in jobs.into_iter().zip(results) {
+        match res {
+            Ok(r) => {
+                tracing::info!(source = %job.cfg.name, applied = r.applied, skipped = r.skipped,
+                findings = r.findings, "backfill done")
+            }
+            Err(error) => {
+                tracing::error!(source = %job.cfg.name, reason = %error.reason, error = %error.message,
+                    "backfill failed; the live poll still runs");
+                let out = PollOutcome {
+                    duration: started.elapsed(),
+                    errors: vec![error],
+                    ..Default::default()
+                };
+                failed.push((job.cfg, out));
+            }
+        }
+    }
+    failed
+}
+
 /// `nhi-exporter backfill`: backfill every enabled source with a
 /// `backfill_dir`, or the one named (from `from` when given). Prints one
 /// line per source; returns whether all succeeded.

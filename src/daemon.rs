@@ -143,7 +143,12 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
                     if let Some(w) = w {
                         *web.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w);
                     }
+                    // A source the reload starts gets its past first.
+                    let failed = crate::backfill::before_reload(&app, &loaded.config);
                     app.apply_reload(loaded);
+                    for (cfg, out) in failed {
+                        app.record_poll(&cfg, &out);
+                    }
                     Ok(())
                 }
                 (w, c) => {

@@ -85,6 +85,10 @@ fn write_scan(dir: &Path, scan: &BTreeMap<&str, String>) {
 /// An app over `root/<name>.db` with the shared key `root/key`, one
 /// trufflehog source reading `root/live/**`.
 fn app(root: &Path, name: &str, backfill: Option<&Path>) -> Arc<App> {
+    App::open(&write_config(root, name, backfill)).unwrap()
+}
+
+fn write_config(root: &Path, name: &str, backfill: Option<&Path>) -> PathBuf {
     let cfg = root.join(format!("{name}.yaml"));
     let backfill = backfill
         .map(|b| format!(", backfill_dir: '{}'", b.display()))
@@ -97,7 +101,7 @@ fn app(root: &Path, name: &str, backfill: Option<&Path>) -> Arc<App> {
         ),
     )
     .unwrap();
-    App::open(&cfg).unwrap()
+    cfg
 }
 
 /// Every table, rows sorted; targets without their fingerprint (the
@@ -405,4 +409,33 @@ async fn ages_count_from_the_first_backfill() {
             start - 36 * 3600
         )]
     );
+}
+
+#[test]
+fn a_reload_backfills_the_sources_it_starts() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = backfill_dir(root.path());
+    let a = app(root.path(), "before", None);
+    let load = |name: &str, backfill: Option<&Path>| {
+        crate::sources::registry::load(&write_config(root.path(), name, backfill))
+            .unwrap()
+            .config
+    };
+    // The same source, now with a backfill_dir: backfilled.
+    let with_dir = load("after", Some(&dir));
+    assert!(before_reload(&a, &with_dir).is_empty());
+    assert_eq!(a.store.last_successes().unwrap()["th"], times()[5]);
+    // A reload that keeps the source and its backfill_dir: nothing to do
+    // (the start-up backfill covered it).
+    let same = app(root.path(), "same", Some(&dir));
+    assert!(before_reload(&same, &with_dir).is_empty());
+    assert!(same.store.last_successes().unwrap().is_empty());
+    // A bad directory: one failure of that source.
+    let bad = root.path().join("bad");
+    std::fs::create_dir_all(bad.join("someday")).unwrap();
+    let failed = before_reload(&a, &load("bad", Some(&bad)));
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.name, "th");
+    assert_eq!(failed[0].1.errors[0].reason, ErrorReason::Io);
+    assert!(!failed[0].1.ok());
 }
