@@ -337,7 +337,7 @@ impl KpiCollector {
             push("nhi_posture_score", gauge(&[("dimension", dim)], *v));
         }
         let history = s
-            .first_success
+            .history_start
             .map(|f| (view.now - f).max(0) as f64)
             .unwrap_or(0.0);
         push("nhi_store_history_seconds", gauge(&[], history));
