@@ -174,3 +174,97 @@ fn undated_scans_keep_history_at_the_first_poll() {
     assert_eq!(win(&s, "7d").start, NOW);
     assert_eq!(win(&s, "7d").secrets_in_code_delta, 0.0);
 }
+
+/// The OpenMetrics export holds the windows as they read at each step,
+/// and the real promtool turns it into a TSDB block with those samples.
+#[test]
+fn openmetrics_export_of_the_reconstructed_history_loads_into_promtool() {
+    use super::openmetrics::{export, ExportRange};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let p = policy(&[7 * DAY]);
+    apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
+    let conn = store.reader().unwrap();
+    let range = ExportRange {
+        from: Some(NOW - 7 * DAY),
+        to: NOW,
+        step: 7 * DAY,
+        labels: vec![("job".into(), "nhi".into())],
+    };
+    let mut out = Vec::new();
+    assert_eq!(export(&conn, &p, &range, &mut out).unwrap(), 2);
+    let text = String::from_utf8(out).unwrap();
+    let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let (a, b) = (NOW - 7 * DAY, NOW);
+    assert_eq!(
+        samples,
+        vec![
+            format!("nhi_secrets_in_code_delta{{job=\"nhi\",window=\"7d\"}} 1 {a}"),
+            format!("nhi_secrets_in_code_delta{{job=\"nhi\",window=\"7d\"}} 1 {b}"),
+            format!("nhi_closure_ratio{{job=\"nhi\",window=\"7d\"}} 0 {a}"),
+            format!(
+                "nhi_closure_ratio{{job=\"nhi\",window=\"7d\"}} {} {b}",
+                3.0 / 7.0
+            ),
+            format!("nhi_exposure_reduction_ratio{{job=\"nhi\",window=\"7d\"}} 0 {a}"),
+            format!(
+                "nhi_exposure_reduction_ratio{{job=\"nhi\",window=\"7d\"}} {} {b}",
+                2.0 / 7.0
+            ),
+            format!("nhi_time_to_revoke_median_seconds{{job=\"nhi\",window=\"7d\"}} 345600 {b}"),
+            format!("nhi_store_history_seconds{{job=\"nhi\"}} {} {a}", 113 * DAY),
+            format!("nhi_store_history_seconds{{job=\"nhi\"}} {} {b}", 120 * DAY),
+        ]
+    );
+    assert!(text.ends_with("# EOF\n"));
+    assert!(text.contains("# TYPE nhi_closure_ratio gauge\n"));
+
+    // The real promtool accepts it, and the block holds the samples.
+    let file = dir.path().join("history.om");
+    std::fs::write(&file, &text).unwrap();
+    let tsdb = dir.path().join("tsdb");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .output()
+            .expect("promtool (Debian's prometheus package; scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "tsdb".as_ref(),
+        "create-blocks-from".as_ref(),
+        "openmetrics".as_ref(),
+        file.as_os_str(),
+        tsdb.as_os_str(),
+    ]);
+    // promtool 2.42's dump opens the block directory as a TSDB: it needs a
+    // (here empty) write-ahead log directory.
+    std::fs::create_dir_all(tsdb.join("wal")).unwrap();
+    let dump = run(&[
+        "tsdb".as_ref(),
+        "dump".as_ref(),
+        "--match=nhi_closure_ratio".as_ref(),
+        tsdb.as_os_str(),
+    ]);
+    let mut lines: Vec<&str> = dump.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            format!(
+                "{{__name__=\"nhi_closure_ratio\", job=\"nhi\", window=\"7d\"}} 0 {}",
+                a * 1000
+            ),
+            format!(
+                "{{__name__=\"nhi_closure_ratio\", job=\"nhi\", window=\"7d\"}} {} {}",
+                3.0 / 7.0,
+                b * 1000
+            ),
+        ]
+    );
+}

@@ -5,6 +5,7 @@
 pub mod collector;
 pub mod history;
 pub mod inventory;
+pub mod openmetrics;
 pub mod windows;
 
 use crate::config::{LabelsConfig, Policy};
