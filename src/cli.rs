@@ -68,6 +68,34 @@ pub struct Cli {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: logging::Format,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; without one, the exporter runs (daemon or `--once`).
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Write the store's KPI history (observed, and reconstructed from dated sources) as OpenMetrics for `promtool tsdb create-blocks-from openmetrics`.
+    ExportHistory(ExportHistoryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportHistoryArgs {
+    /// First point: RFC 3339 time, or a duration before now (90d); default: the start of the store's history.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Last point: RFC 3339 time, or a duration before now; default: now.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Time between points.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub step: String,
+    /// Label added to every series, e.g. the job and instance Prometheus gives the exporter (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = crate::export::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hashing;

@@ -1,12 +1,25 @@
 //! nhi-exporter binary: parse the command line and hand over to the library.
 
 use clap::Parser;
-use nhi_exporter::cli::Cli;
-use nhi_exporter::{daemon, logging};
+use nhi_exporter::cli::{Cli, Command};
+use nhi_exporter::{daemon, export, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ExportHistory(args)) = &cli.command {
+        logging::init(cli.log_level, cli.log_format);
+        return match export::run(&cli.config_file, args) {
+            Ok(n) => {
+                eprintln!("exported {n} points");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nhi-exporter export-history: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.config_check {
         return if daemon::check_config(&cli) {
             ExitCode::SUCCESS

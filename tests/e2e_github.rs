@@ -842,4 +842,28 @@ fn windows_are_reconstructed_from_alert_times_on_the_first_poll() {
         "history {history}"
     );
     assert!(!m.text.contains("canaryHISTORY"));
+
+    // The same history for Prometheus: OpenMetrics with timestamps, one
+    // point every 30 days over the last 90, the last one reading as now.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nhi-exporter"))
+        .arg(format!("--config.file={}", cfg.display()))
+        .args(["export-history", "--from", "90d", "--step", "30d"])
+        .args(["--label", "job=nhi", "--label", "instance=host:10073"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let closure_30d: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("nhi_closure_ratio{job=\"nhi\",instance=\"host:10073\",window=\"30d\"}")
+        })
+        .collect();
+    assert_eq!(closure_30d.len(), 4, "{text}");
+    assert_eq!(closure_30d[3].split(' ').nth(1), Some("0.5"));
+    assert!(text.ends_with("# EOF\n") && !text.contains("canaryHISTORY"));
 }
