@@ -956,3 +956,70 @@ fn a_v7_report_then_a_null_report_closes_everything() {
     assert!(!log_text.contains(canary), "canary in the log");
     assert!(!contains(&store, canary), "canary in the store");
 }
+
+/// Issue 17: memory is bounded by configuration, not by the input. Three
+/// sources each read a report holding one 32 MiB secret, with
+/// `max_file_size: 40MiB`: the secrets are hashed from the report's bytes
+/// without a copy, and the process-wide report budget lets only one of the
+/// three reports be held at a time. The peak RSS of `--once` (measured by
+/// the kernel, `wait4`) exceeds that of the same run over tiny reports by
+/// about one report, not three (or six without borrowing).
+#[test]
+fn huge_reports_cost_one_report_of_memory_at_a_time() {
+    const MIB: usize = 1024 * 1024;
+    let run = |secret_len: usize| -> (i64, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sources = String::new();
+        for i in 0..3 {
+            let secret = format!("{}{}", i, "Q".repeat(secret_len));
+            let report = format!(
+                r#"[{{"RuleID":"generic-api-key","Secret":"{secret}","Match":"key=...","File":"a.env","StartLine":1,"Commit":"c{i}","Fingerprint":"c{i}:a.env:generic-api-key:1"}}]"#
+            );
+            std::fs::write(dir.path().join(format!("r{i}.json")), report).unwrap();
+            sources.push_str(&format!(
+                "  - {{name: s{i}, type: gitleaks, max_file_size: 40MiB, paths: [\"r{i}.json\"]}}\n"
+            ));
+        }
+        let cfg = dir.path().join("nhi.yaml");
+        std::fs::write(
+            &cfg,
+            format!("state: {{path: st/state.db}}\nsources:\n{sources}"),
+        )
+        .unwrap();
+        // Reaped by `wait4` below, which also returns its peak RSS.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new(env!("CARGO_BIN_EXE_nhi-exporter"))
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg("--once")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as libc::pid_t;
+        let mut stdout = child.stdout.unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+        let mut status = 0;
+        // SAFETY: plain syscall on our own child, with valid out-pointers.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(r, pid);
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "status {status}: {log}"
+        );
+        (usage.ru_maxrss, text) // KiB on Linux
+    };
+    let (base, _) = run(8);
+    let (peak, text) = run(32 * MIB);
+    let m = Metrics::parse(&text);
+    assert_eq!(m.sum("nhi_findings_open", &[]), 3.0);
+    assert_eq!(m.sum("nhi_exposed_secrets", &[]), 3.0);
+    let extra_mib = (peak - base) as f64 / 1024.0;
+    assert!(
+        extra_mib < 48.0,
+        "peak RSS {peak} KiB is {extra_mib:.1} MiB over the baseline ({base} KiB): more than one 32 MiB report at a time"
+    );
+    assert!(!text.contains("QQQQ"));
+}
