@@ -302,7 +302,7 @@ pub fn parse(
         ),
         Some(_) => issues.push(
             "state.backend",
-            format!("unknown backend; use sqlite (the default)"),
+            "unknown backend; use sqlite (the default)".to_string(),
         ),
     }
     if state.url_file.is_some() {
@@ -392,7 +392,7 @@ fn validate_source(
         Some(n) => {
             issues.push(
                 format!("{path}.name"),
-                format!("is not a valid source name: use 1-64 characters of a-z, 0-9, _ and -"),
+                "is not a valid source name: use 1-64 characters of a-z, 0-9, _ and -".to_string(),
             );
             n
         }
