@@ -47,26 +47,48 @@ pub fn history_start(conn: &Connection) -> Result<Option<i64>, StoreError> {
     })
 }
 
-/// Open exposures (all validities) at `t`: the recorded series from the
-/// first poll on; before it, the exposures the sources dated as detected
-/// by `t` and not closed by then.
-pub(super) fn exposed_at(
+/// Open exposures (all validities) at each of `ts`: the recorded series
+/// from the first poll on; before it, the exposures the sources dated as
+/// detected by then and not closed by then (one scan for all such times).
+pub(super) fn exposed_many(
     conn: &Connection,
     observed_from: Option<i64>,
-    t: i64,
-) -> Result<f64, StoreError> {
-    if observed_from.is_some_and(|f| t >= f) {
-        if let Some(v) = windows::history_at(conn, "exposed_secrets", t)? {
-            return Ok(v);
+    ts: &[i64],
+) -> Result<Vec<f64>, StoreError> {
+    let mut out = vec![0.0; ts.len()];
+    let mut past = Vec::new();
+    for (i, &t) in ts.iter().enumerate() {
+        let recorded = if observed_from.is_some_and(|f| t >= f) {
+            windows::history_at(conn, "exposed_secrets", t)?
+        } else {
+            None
+        };
+        match recorded {
+            Some(v) => out[i] = v,
+            None => past.push(i),
         }
     }
-    Ok(conn
-        .prepare_cached(
-            "SELECT COUNT(*) FROM exposures
-             WHERE first_detected_at <= ?1 AND (closed_at IS NULL OR closed_at > ?1)",
-        )?
-        .query_row([t], |r| r.get::<_, i64>(0))? as f64)
+    for chunk in past.chunks(MAX_COLUMNS) {
+        let cols: Vec<String> = (1..=chunk.len())
+            .map(|p| {
+                format!("COUNT(*) FILTER (WHERE first_detected_at <= ?{p} AND (closed_at IS NULL OR closed_at > ?{p}))")
+            })
+            .collect();
+        let sql = format!("SELECT {} FROM exposures", cols.join(", "));
+        let params: Vec<i64> = chunk.iter().map(|&i| ts[i]).collect();
+        let row: Vec<i64> =
+            conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
+                (0..chunk.len()).map(|c| r.get(c)).collect()
+            })?;
+        for (&i, v) in chunk.iter().zip(row) {
+            out[i] = v as f64;
+        }
+    }
+    Ok(out)
 }
+
+/// Result columns of one counting scan (SQLite's default limit is 2,000).
+const MAX_COLUMNS: usize = 500;
 
 /// Every configured window as of `s.computed_at`, with the window before
 /// each and the standing-privilege change.
@@ -83,7 +105,17 @@ pub(super) fn windows_now(
         posture: &s.posture,
         observed_from: s.first_success,
     };
-    let mut out = windows_at(conn, policy, &at, history_start, now, true)?;
+    let mut out = windows_many(
+        conn,
+        policy,
+        &[(now, at.exposed)],
+        at.posture,
+        at.observed_from,
+        history_start,
+        true,
+    )?
+    .pop()
+    .unwrap_or_default();
     for wk in out.iter_mut() {
         for (source, now_v) in standing {
             let then =
@@ -124,79 +156,111 @@ pub fn trend(
         .ok()
         .and_then(|v| v.parse().ok());
     let start = history_start(conn)?;
+    let Some(first) = start else {
+        return Ok(Vec::new());
+    };
+    let times: Vec<i64> = times.iter().copied().filter(|t| *t >= first).collect();
+    let exposed = exposed_many(conn, first_success, &times)?;
+    let ends: Vec<(i64, f64)> = times.iter().copied().zip(exposed).collect();
     let none = BTreeMap::new();
-    let mut out = Vec::new();
-    for &t in times {
-        if start.is_none_or(|s| t < s) {
-            continue;
-        }
-        let at = At {
-            exposed: exposed_at(conn, first_success, t)?,
-            posture: &none,
-            observed_from: first_success,
-        };
-        out.push(TrendPoint {
-            at: t,
-            exposed_secrets: at.exposed,
-            windows: windows_at(conn, policy, &at, start, t, false)?,
-        });
-    }
-    Ok(out)
+    let windows = windows_many(conn, policy, &ends, &none, first_success, start, false)?;
+    Ok(ends
+        .into_iter()
+        .zip(windows)
+        .map(|((at, exposed_secrets), windows)| TrendPoint {
+            at,
+            exposed_secrets,
+            windows,
+        })
+        .collect())
 }
 
-/// The windows ending at `now`, each starting at `now - length` or at the
-/// history's start when that is later.
-fn windows_at(
+/// The windows ending at each `(now, open exposures then)`, each starting
+/// at `now - length` or at the history's start when that is later. All
+/// detection counts and reconstructed exposure counts come from one scan
+/// per table, whatever the number of ends and windows.
+fn windows_many(
     conn: &Connection,
     policy: &Policy,
-    at: &At,
+    ends: &[(i64, f64)],
+    posture: &BTreeMap<String, f64>,
+    observed_from: Option<i64>,
     history_start: Option<i64>,
-    now: i64,
     with_previous: bool,
-) -> Result<Vec<WindowKpis>, StoreError> {
-    let history_start = history_start.unwrap_or(now);
-    let starts: Vec<i64> = policy
-        .windows
-        .iter()
-        .map(|w| {
-            (now - w.duration.as_secs() as i64)
-                .max(history_start)
-                .min(now)
-        })
-        .collect();
-    // Detection counts of every window in one pass per table: cheaper, over
-    // a whole poll, than maintaining an index on every insert.
-    // Each window, then the one before it: [start, now], [start - len, start].
-    let mut ranges: Vec<(i64, i64)> = starts.iter().map(|st| (*st, now)).collect();
-    if with_previous {
-        for (i, w) in policy.windows.iter().enumerate() {
-            ranges.push((starts[i] - w.duration.as_secs() as i64, starts[i]));
+) -> Result<Vec<Vec<WindowKpis>>, StoreError> {
+    let n = policy.windows.len();
+    // Per end: each window [start, now], then (with_previous) the one
+    // before it [start - len, start].
+    let per_end = if with_previous { 2 * n } else { n };
+    let mut ranges: Vec<(i64, i64)> = Vec::with_capacity(ends.len() * per_end);
+    for &(now, _) in ends {
+        let history_start = history_start.unwrap_or(now);
+        let starts: Vec<i64> = policy
+            .windows
+            .iter()
+            .map(|w| {
+                (now - w.duration.as_secs() as i64)
+                    .max(history_start)
+                    .min(now)
+            })
+            .collect();
+        ranges.extend(starts.iter().map(|st| (*st, now)));
+        if with_previous {
+            for (i, w) in policy.windows.iter().enumerate() {
+                ranges.push((starts[i] - w.duration.as_secs() as i64, starts[i]));
+            }
         }
     }
     let f_counts = detection_counts(conn, "findings", "detected_at", &ranges)?;
     let e_counts = detection_counts(conn, "exposures", "first_detected_at", &ranges)?;
-    let n = policy.windows.len();
-    let mut out = Vec::with_capacity(n);
-    for (i, w) in policy.windows.iter().enumerate() {
-        let mut wk = window_kpis(conn, at, &w.label, starts[i], now, f_counts[i], e_counts[i])?;
-        if with_previous && history_start <= ranges[n + i].0 {
-            let (prev_start, prev_end) = ranges[n + i];
-            let p = window_kpis(
+    let window_starts: Vec<i64> = ranges
+        .chunks(per_end)
+        .flat_map(|c| c[..n].iter().map(|r| r.0))
+        .collect();
+    let exposed_then = exposed_many(conn, observed_from, &window_starts)?;
+    let mut out = Vec::with_capacity(ends.len());
+    for (j, &(now, exposed)) in ends.iter().enumerate() {
+        let at = At {
+            exposed,
+            posture,
+            observed_from,
+        };
+        let hs = history_start.unwrap_or(now);
+        let mut v = Vec::with_capacity(n);
+        for (i, w) in policy.windows.iter().enumerate() {
+            let k = j * per_end + i;
+            let (start, _) = ranges[k];
+            let mut wk = window_kpis(
                 conn,
-                at,
+                &at,
                 &w.label,
-                prev_start,
-                prev_end,
-                f_counts[n + i],
-                e_counts[n + i],
+                start,
+                now,
+                f_counts[k],
+                e_counts[k],
+                exposed_then[j * n + i],
             )?;
-            wk.previous = Some(PreviousWindow {
-                closure_ratio: p.closure_ratio,
-                exposure_reduction_ratio: p.exposure_reduction_ratio,
-                time_to_revoke_median: p.time_to_revoke_median,
-            });
+            if with_previous && hs <= ranges[k + n].0 {
+                let (prev_start, prev_end) = ranges[k + n];
+                let p = window_kpis(
+                    conn,
+                    &at,
+                    &w.label,
+                    prev_start,
+                    prev_end,
+                    f_counts[k + n],
+                    e_counts[k + n],
+                    0.0,
+                )?;
+                wk.previous = Some(PreviousWindow {
+                    closure_ratio: p.closure_ratio,
+                    exposure_reduction_ratio: p.exposure_reduction_ratio,
+                    time_to_revoke_median: p.time_to_revoke_median,
+                });
+            }
+            v.push(wk);
         }
-        out.push(wk);
+        out.push(v);
     }
     Ok(out)
 }
@@ -213,6 +277,13 @@ fn detection_counts(
     column: &str,
     ranges: &[(i64, i64)],
 ) -> Result<Vec<(i64, i64)>, StoreError> {
+    if ranges.len() > MAX_COLUMNS / 2 {
+        let mut out = Vec::with_capacity(ranges.len());
+        for chunk in ranges.chunks(MAX_COLUMNS / 2) {
+            out.extend(detection_counts(conn, table, column, chunk)?);
+        }
+        return Ok(out);
+    }
     if ranges.is_empty() {
         return Ok(Vec::new());
     }
@@ -235,6 +306,7 @@ fn detection_counts(
     Ok(row.chunks(2).map(|c| (c[0], c[1])).collect())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn window_kpis(
     conn: &Connection,
     at: &At,
@@ -243,6 +315,7 @@ fn window_kpis(
     now: i64,
     (findings_before, detected_in): (i64, i64),
     (exposures_before, opened_in): (i64, i64),
+    exposed_then: f64,
 ) -> Result<WindowKpis, StoreError> {
     // Findings: closed in the window / (open at its start + detected in it).
     // A finding closed before the start was detected before it, so
@@ -292,7 +365,7 @@ fn window_kpis(
     };
     let time_to_revoke_median = windows::median(&mut ttr);
 
-    let secrets_in_code_delta = at.exposed - exposed_at(conn, at.observed_from, start)?;
+    let secrets_in_code_delta = at.exposed - exposed_then;
     let mut posture_change = Vec::new();
     for (dim, now_v) in at.posture {
         // Posture needs observed history: before the first poll, the

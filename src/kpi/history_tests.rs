@@ -268,3 +268,28 @@ fn openmetrics_export_of_the_reconstructed_history_loads_into_promtool() {
         ]
     );
 }
+
+/// Hundreds of trend points (more ranges than one counting scan takes)
+/// read exactly as the same points asked for one at a time.
+#[test]
+fn many_trend_points_equal_single_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let p = policy(&[7 * DAY, 30 * DAY]);
+    apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
+    let s = compute(&store.reader().unwrap(), &p, NOW).unwrap();
+    record_history(&store.writer(), &s, &p).unwrap();
+    let conn = store.reader().unwrap();
+    let times: Vec<i64> = (0..300).map(|i| NOW - 119 * DAY + i * 34_272).collect();
+    let all = trend(&conn, &p, &times).unwrap();
+    assert_eq!(all.len(), 300);
+    for (i, t) in times.iter().enumerate().step_by(37) {
+        assert_eq!(trend(&conn, &p, &[*t]).unwrap()[0], all[i], "point {i}");
+    }
+    // The delta moves over the 120 days: not a constant series.
+    let deltas: std::collections::BTreeSet<i64> = all
+        .iter()
+        .map(|pt| pt.windows[1].secrets_in_code_delta as i64)
+        .collect();
+    assert!(deltas.len() >= 3, "{deltas:?}");
+}
