@@ -449,18 +449,9 @@ fn hide_secret_asks_github_not_to_send_it() {
         "repositories: [acme/infra]\n    hide_secret: true",
         "",
     );
-    let out = std::process::Command::new(BIN)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = once_ok(&cfg, &[]);
     assert!(mock.with(|st| st.paths.iter().all(|p| p.contains("hide_secret=true"))));
-    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    let m = Metrics::parse(&stdout);
     assert_eq!(m.sum("nhi_exposed_secrets", &[]), 30.0);
 }
 
@@ -801,17 +792,8 @@ fn windows_are_reconstructed_from_alert_times_on_the_first_poll() {
         "repositories: [acme/api]",
         "policy: {windows: [7d, 30d, 90d]}\n",
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nhi-exporter"))
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    let stdout = once_ok(&cfg, &[]);
+    let m = Metrics::parse(&stdout);
     let w = |name: &str, window: &str| m.get(name, &[("window", window)]);
     // Open now: 4; 7, 30 and 90 days ago: 3, 2 and 1.
     assert_eq!(m.sum("nhi_exposed_secrets", &[]), 4.0);
