@@ -79,13 +79,15 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Subcommands beside the exporter itself.
+/// Subcommands; without one, the exporter runs (daemon or `--once`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the dated past scans of each report source's `backfill_dir`
     /// to the store (oldest first; scans the store already covers are
     /// skipped), print one line per source, exit 0 or 1 on any error.
     Backfill(BackfillArgs),
+    /// Write the store's KPI history (observed, and reconstructed from dated sources) as OpenMetrics for `promtool tsdb create-blocks-from openmetrics`.
+    ExportHistory(ExportHistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +98,25 @@ pub struct BackfillArgs {
     /// Read the dated scans from this directory instead of the source's `backfill_dir` (needs --source).
     #[arg(long = "from", value_name = "DIR", requires = "source")]
     pub from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportHistoryArgs {
+    /// First point: RFC 3339 time, or a duration before now (90d); default: the start of the store's history.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Last point: RFC 3339 time, or a duration before now; default: now.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Time between points.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub step: String,
+    /// Label added to every series, e.g. the job and instance Prometheus gives the exporter (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = crate::export::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
 }
 
 fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {

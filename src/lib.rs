@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hashing;

@@ -2,11 +2,24 @@
 
 use clap::Parser;
 use nhi_exporter::cli::{Cli, Command};
-use nhi_exporter::{backfill, daemon, logging};
+use nhi_exporter::{backfill, daemon, export, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::ExportHistory(args)) = &cli.command {
+        logging::init(cli.log_level, cli.log_format);
+        return match export::run(&cli.config_file, args) {
+            Ok(n) => {
+                eprintln!("exported {n} points");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nhi-exporter export-history: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if cli.config_check {
         return if daemon::check_config(&cli) {
             ExitCode::SUCCESS
@@ -33,6 +46,8 @@ fn main() -> ExitCode {
                         .await?,
                 )
             }
+            // Handled above, without a runtime.
+            Some(Command::ExportHistory(_)) => Ok(true),
             None if cli.once => Ok(daemon::run_once(&cli).await?),
             None => {
                 daemon::run_daemon(&cli).await?;

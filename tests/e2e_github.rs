@@ -449,18 +449,9 @@ fn hide_secret_asks_github_not_to_send_it() {
         "repositories: [acme/infra]\n    hide_secret: true",
         "",
     );
-    let out = std::process::Command::new(BIN)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = once_ok(&cfg, &[]);
     assert!(mock.with(|st| st.paths.iter().all(|p| p.contains("hide_secret=true"))));
-    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    let m = Metrics::parse(&stdout);
     assert_eq!(m.sum("nhi_exposed_secrets", &[]), 30.0);
 }
 
@@ -736,4 +727,125 @@ fn the_latest_validity_statement_wins_across_scanners() {
     );
     let log = ex.log_text();
     assert!(!log.contains(SECRET) && !m.text.contains(SECRET));
+}
+
+/// Issue 18: a year-old organisation shows true windows on the first
+/// scrape. Ten alerts created, resolved and revalidated over 120 days: on
+/// the first poll, every 7d/30d/90d delta, ratio and median is exact,
+/// reconstructed from the alerts' own times, and the store's history
+/// reaches back to the oldest alert.
+#[test]
+fn windows_are_reconstructed_from_alert_times_on_the_first_poll() {
+    let day = 86_400;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mock = Mock::start(TOKEN);
+    // (created, resolved (days ago, resolution), validity, updated) days ago.
+    type Spec = (i64, Option<(i64, &'static str)>, &'static str);
+    let specs: [Spec; 10] = [
+        (120, None, "unknown"),
+        (100, Some((95, "revoked")), "inactive"),
+        (60, Some((50, "false_positive")), "unknown"),
+        (40, Some((20, "revoked")), "inactive"),
+        (25, None, "active"),
+        (10, Some((4, "revoked")), "inactive"),
+        (5, None, "unknown"),
+        (3, Some((1, "revoked")), "inactive"),
+        (6, Some((2, "false_positive")), "unknown"),
+        (2, None, "unknown"),
+    ];
+    mock.with(|st| {
+        let alerts = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (created, resolved, validity))| {
+                let mut a = alert(
+                    "acme/api",
+                    i as u64 + 1,
+                    "github_personal_access_token",
+                    &format!("ghp_canaryHISTORY{i:02}canaryHISTORYcanary0"),
+                    if resolved.is_some() {
+                        "resolved"
+                    } else {
+                        "open"
+                    },
+                    resolved.map(|r| r.1),
+                    validity,
+                );
+                let updated = resolved.map_or(*created, |r| r.0);
+                a["created_at"] = rfc3339(now - created * day).into();
+                a["updated_at"] = rfc3339(now - updated * day).into();
+                if let Some((d, _)) = resolved {
+                    a["resolved_at"] = rfc3339(now - d * day).into();
+                }
+                a
+            })
+            .collect();
+        st.repos.insert("acme/api".into(), alerts);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &mock,
+        "repositories: [acme/api]",
+        "policy: {windows: [7d, 30d, 90d]}\n",
+    );
+    let stdout = once_ok(&cfg, &[]);
+    let m = Metrics::parse(&stdout);
+    let w = |name: &str, window: &str| m.get(name, &[("window", window)]);
+    // Open now: 4; 7, 30 and 90 days ago: 3, 2 and 1.
+    assert_eq!(m.sum("nhi_exposed_secrets", &[]), 4.0);
+    assert_eq!(w("nhi_secrets_in_code_delta", "7d"), Some(1.0));
+    assert_eq!(w("nhi_secrets_in_code_delta", "30d"), Some(2.0));
+    assert_eq!(w("nhi_secrets_in_code_delta", "90d"), Some(3.0));
+    assert_eq!(w("nhi_closure_ratio", "7d"), Some(3.0 / 7.0));
+    assert_eq!(w("nhi_closure_ratio", "30d"), Some(0.5));
+    assert_eq!(w("nhi_closure_ratio", "90d"), Some(5.0 / 9.0));
+    assert_eq!(w("nhi_exposure_reduction_ratio", "7d"), Some(2.0 / 7.0));
+    assert_eq!(w("nhi_exposure_reduction_ratio", "30d"), Some(3.0 / 8.0));
+    assert_eq!(w("nhi_exposure_reduction_ratio", "90d"), Some(3.0 / 9.0));
+    let med = |window: &str| w("nhi_time_to_revoke_median_seconds", window);
+    assert_eq!(med("7d"), Some((4 * day) as f64));
+    assert_eq!(med("30d"), Some((6 * day) as f64));
+    assert_eq!(med("90d"), Some((6 * day) as f64));
+    assert_eq!(
+        m.get(
+            "nhi_exposures_revoked_total",
+            &[("confirmed_by", "validity_check")]
+        ),
+        Some(4.0)
+    );
+    // The history reaches back to the oldest alert (the run took seconds).
+    let history = m.get("nhi_store_history_seconds", &[]).unwrap();
+    assert!(
+        (history - (120 * day) as f64).abs() < 60.0,
+        "history {history}"
+    );
+    assert!(!m.text.contains("canaryHISTORY"));
+
+    // The same history for Prometheus: OpenMetrics with timestamps, one
+    // point every 30 days over the last 90, the last one reading as now.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nhi-exporter"))
+        .arg(format!("--config.file={}", cfg.display()))
+        .args(["export-history", "--from", "90d", "--step", "30d"])
+        .args(["--label", "job=nhi", "--label", "instance=host:10073"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let closure_30d: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.starts_with("nhi_closure_ratio{job=\"nhi\",instance=\"host:10073\",window=\"30d\"}")
+        })
+        .collect();
+    assert_eq!(closure_30d.len(), 4, "{text}");
+    assert_eq!(closure_30d[3].split(' ').nth(1), Some("0.5"));
+    assert!(text.ends_with("# EOF\n") && !text.contains("canaryHISTORY"));
 }

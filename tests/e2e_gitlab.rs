@@ -309,16 +309,7 @@ fn rate_limits_and_server_errors_are_retried_within_the_poll() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &mock, "group: platform", "", "8s");
     let started = std::time::Instant::now();
-    let out = std::process::Command::new(BIN)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = once_ok(&cfg, &[]);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
         "Retry-After: 1 was waited out"
@@ -328,7 +319,7 @@ fn rate_limits_and_server_errors_are_retried_within_the_poll() {
         3,
         "two retried faults, then one page"
     );
-    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    let m = Metrics::parse(&stdout);
     assert_eq!(m.get("nhi_source_up", &[("source", "gl")]), Some(1.0));
     assert_eq!(m.sum("nhi_source_errors_total", &[("source", "gl")]), 0.0);
     assert_eq!(m.sum("nhi_findings_open", &[("source", "gl")]), 40.0);

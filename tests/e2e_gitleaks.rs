@@ -527,17 +527,8 @@ fn once_prints_the_exposition_and_reports_failure() {
         &reports.join("r.json"),
         &[gl_finding("generic-api-key", "once-value", "o.py", 1, "c")],
     );
-    let out = Command::new(BIN)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let m = Metrics::parse(&String::from_utf8(out.stdout).unwrap());
+    let stdout = once_ok(&cfg, &[]);
+    let m = Metrics::parse(&stdout);
     assert_eq!(
         m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
         Some(1.0)
@@ -1040,4 +1031,127 @@ fn once_backfills_before_the_first_poll() {
     );
     let (ok, _) = once(&cfg);
     assert!(ok);
+}
+
+/// Three gitleaks sources, each with one report holding a secret of
+/// `secret_len` bytes, `max_file_size: 40MiB`.
+fn huge_report_config(dir: &Path, secret_len: usize) -> std::path::PathBuf {
+    let mut sources = String::new();
+    for i in 0..3 {
+        let secret = format!("{}{}", i, "Q".repeat(secret_len));
+        let report = format!(
+            r#"[{{"RuleID":"generic-api-key","Secret":"{secret}","Match":"key=...","File":"a.env","StartLine":1,"Commit":"c{i}","Fingerprint":"c{i}:a.env:generic-api-key:1"}}]"#
+        );
+        std::fs::write(dir.join(format!("r{i}.json")), report).unwrap();
+        sources.push_str(&format!(
+            "  - {{name: s{i}, type: gitleaks, max_file_size: 40MiB, paths: [\"r{i}.json\"]}}\n"
+        ));
+    }
+    let cfg = dir.join("nhi.yaml");
+    std::fs::write(
+        &cfg,
+        format!("state: {{path: st/state.db}}\nsources:\n{sources}"),
+    )
+    .unwrap();
+    cfg
+}
+
+/// `--once` over `cfg` with an optional address-space limit (`ulimit -v`,
+/// bytes): (exited 0, peak RSS in KiB measured by the kernel, stdout).
+fn once_limited(cfg: &Path, limit: Option<u64>) -> (bool, i64, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nhi-exporter"));
+    cmd.arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        // glibc reserves address space per malloc arena (one per thread by
+        // default): cap them, as one would with a tight `ulimit -v`.
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if let Some(bytes) = limit {
+        // SAFETY: only async-signal-safe setrlimit between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: bytes as libc::rlim_t,
+                    rlim_max: bytes as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    // Reaped by `wait4` below, which also returns its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.unwrap();
+    let mut text = String::new();
+    let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+    let mut status = 0;
+    // SAFETY: plain syscall on our own child, with valid out-pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss, text) // KiB on Linux
+}
+
+/// Issue 17: memory is bounded by configuration, not by the input. Three
+/// sources each read a report holding one 32 MiB secret, with
+/// `max_file_size: 40MiB`: the secrets are hashed from the report's bytes
+/// without a copy, and the process-wide report budget lets only one of the
+/// three reports be held at a time.
+/// - The peak RSS of `--once` (measured by the kernel, `wait4`) exceeds that
+///   of the same run over tiny reports by about one report, not three (or
+///   six without borrowing).
+/// - Under `ulimit -v` set to the smallest address space the tiny run needs
+///   (found by bisection) plus 64 MiB, the huge run completes with every
+///   finding; without the budget it needs 96 MiB more and is killed.
+#[test]
+fn huge_reports_cost_one_report_of_memory_at_a_time() {
+    const MIB: u64 = 1024 * 1024;
+    let tiny = tempfile::tempdir().unwrap();
+    let tiny_cfg = huge_report_config(tiny.path(), 8);
+    let huge = tempfile::tempdir().unwrap();
+    let huge_cfg = huge_report_config(huge.path(), 32 * MIB as usize);
+
+    let (ok, base, _) = once_limited(&tiny_cfg, None);
+    assert!(ok);
+    let (ok, peak, text) = once_limited(&huge_cfg, None);
+    assert!(ok);
+    let m = Metrics::parse(&text);
+    assert_eq!(m.sum("nhi_findings_open", &[]), 3.0);
+    assert_eq!(m.sum("nhi_exposed_secrets", &[]), 3.0);
+    let extra_mib = (peak - base) as f64 / 1024.0;
+    assert!(
+        extra_mib < 48.0,
+        "peak RSS {peak} KiB is {extra_mib:.1} MiB over the baseline ({base} KiB): more than one 32 MiB report at a time"
+    );
+    assert!(!text.contains("QQQQ"));
+
+    // The smallest address space (8 MiB steps) the tiny run completes in.
+    let (mut lo, mut hi) = (16 * MIB, 4096 * MIB);
+    assert!(once_limited(&tiny_cfg, Some(hi)).0, "4 GiB is not enough?");
+    while hi - lo > 8 * MIB {
+        let mid = (lo + hi) / 2;
+        std::fs::remove_dir_all(tiny.path().join("st")).unwrap();
+        if once_limited(&tiny_cfg, Some(mid)).0 {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    // A fresh store: the reports are read again, not skipped as unchanged.
+    std::fs::remove_dir_all(huge.path().join("st")).unwrap();
+    eprintln!("tiny run needs {} MiB of address space", hi / MIB);
+    let (ok, _, text) = once_limited(&huge_cfg, Some(hi + 64 * MIB));
+    assert!(
+        ok,
+        "the huge reports do not fit in {} MiB",
+        (hi + 64 * MIB) / MIB
+    );
+    assert_eq!(Metrics::parse(&text).sum("nhi_findings_open", &[]), 3.0);
 }

@@ -300,9 +300,9 @@ pub fn parse(
             "state.backend",
             "postgres is not available in this build: use sqlite (the default) with state.path",
         ),
-        Some(b) => issues.push(
+        Some(_) => issues.push(
             "state.backend",
-            format!("unknown backend {b:?}; use sqlite (the default)"),
+            "unknown backend; use sqlite (the default)".to_string(),
         ),
     }
     if state.url_file.is_some() {
@@ -392,9 +392,7 @@ fn validate_source(
         Some(n) => {
             issues.push(
                 format!("{path}.name"),
-                format!(
-                    "{n:?} is not a valid source name: use 1-64 characters of a-z, 0-9, _ and -"
-                ),
+                "is not a valid source name: use 1-64 characters of a-z, 0-9, _ and -".to_string(),
             );
             n
         }
@@ -429,7 +427,7 @@ fn validate_source(
         issues.push(
             format!("{path}.type"),
             format!(
-                "unknown source type {kind_name:?}; this build supports {}",
+                "unknown source type; this build supports {}",
                 type_names(types)
             ),
         );

@@ -82,10 +82,10 @@ const FAMILIES: &[Family] = &[
     Family { name: "nhi_exposure_reduction_ratio_previous", help: "nhi_exposure_reduction_ratio of the window before the current one; absent until the store's history covers it.", kind: MetricType::GAUGE },
     Family { name: "nhi_time_to_revoke_median_previous_seconds", help: "nhi_time_to_revoke_median_seconds of the window before the current one; absent until the store's history covers it or when nothing was revoked in it.", kind: MetricType::GAUGE },
     Family { name: "nhi_standing_privileged_identities_change", help: "Standing privileged NHIs of the source now minus at the window's start (or at the source's first poll).", kind: MetricType::GAUGE },
-    Family { name: "nhi_store_history_seconds", help: "Time since the store's first successful poll; windows longer than this are computed over the history there is.", kind: MetricType::GAUGE },
+    Family { name: "nhi_store_history_seconds", help: "Time covered by the store's history: since its first successful poll, or since an earlier detection time a source dated (GitHub/GitLab alerts); windows longer than this are computed over the history there is.", kind: MetricType::GAUGE },
 ];
 
-fn help_of(name: &str) -> String {
+pub(crate) fn help_of(name: &str) -> String {
     let f = FAMILIES
         .iter()
         .find(|f| f.name == name)
@@ -337,7 +337,7 @@ impl KpiCollector {
             push("nhi_posture_score", gauge(&[("dimension", dim)], *v));
         }
         let history = s
-            .first_success
+            .history_start
             .map(|f| (view.now - f).max(0) as f64)
             .unwrap_or(0.0);
         push("nhi_store_history_seconds", gauge(&[], history));

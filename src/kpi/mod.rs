@@ -3,13 +3,15 @@
 //! [`collector::KpiCollector`] renders the latest snapshot.
 
 pub mod collector;
+pub mod history;
 pub mod inventory;
+pub mod openmetrics;
 pub mod windows;
 
 use crate::config::{LabelsConfig, Policy};
 use crate::model::Validity;
 use crate::store::{decode_labels, events, StoreError};
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use std::collections::BTreeMap;
 
 pub type Labels = Vec<(String, String)>;
@@ -53,8 +55,8 @@ pub struct HistogramValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WindowKpis {
     pub label: String,
-    /// Start of the window actually used: `now - window`, or the store's
-    /// first successful poll when the history is shorter.
+    /// Start of the window actually used: `now - window`, or the start of
+    /// the store's history (see [`Snapshot::history_start`]) when shorter.
     pub start: i64,
     pub secrets_in_code_delta: f64,
     pub closure_ratio: Option<f64>,
@@ -105,6 +107,10 @@ pub struct Snapshot {
     pub posture: BTreeMap<String, f64>,
     /// The store's first successful poll.
     pub first_success: Option<i64>,
+    /// The earliest time the store's history covers: the first successful
+    /// poll, or an earlier detection time a source gave (reconstructed
+    /// history); windows reach back to it.
+    pub history_start: Option<i64>,
     /// Identity and credential counts of the inventory sources.
     pub inventory: inventory::Inventory,
 }
@@ -237,54 +243,9 @@ pub fn compute_with(
         dims.iter().sum::<f64>() / dims.len() as f64,
     );
 
-    let history_start = s.first_success.unwrap_or(now);
-    let starts: Vec<i64> = policy
-        .windows
-        .iter()
-        .map(|w| {
-            (now - w.duration.as_secs() as i64)
-                .max(history_start)
-                .min(now)
-        })
-        .collect();
-    // Detection counts of every window in one pass per table: cheaper, over
-    // a whole poll, than maintaining an index on every insert.
-    // Each window, then the one before it: [start, now], [start - len, start].
-    let mut ranges: Vec<(i64, i64)> = starts.iter().map(|st| (*st, now)).collect();
-    for (i, w) in policy.windows.iter().enumerate() {
-        ranges.push((starts[i] - w.duration.as_secs() as i64, starts[i]));
-    }
-    let f_counts = detection_counts(conn, "findings", "detected_at", &ranges)?;
-    let e_counts = detection_counts(conn, "exposures", "first_detected_at", &ranges)?;
+    s.history_start = history::history_start(conn)?;
     let standing = standing_by_source(&s);
-    let n = policy.windows.len();
-    for (i, w) in policy.windows.iter().enumerate() {
-        let mut wk = window_kpis(conn, &s, &w.label, starts[i], now, f_counts[i], e_counts[i])?;
-        let (prev_start, prev_end) = ranges[n + i];
-        if s.first_success.is_some_and(|f| f <= prev_start) {
-            let p = window_kpis(
-                conn,
-                &s,
-                &w.label,
-                prev_start,
-                prev_end,
-                f_counts[n + i],
-                e_counts[n + i],
-            )?;
-            wk.previous = Some(PreviousWindow {
-                closure_ratio: p.closure_ratio,
-                exposure_reduction_ratio: p.exposure_reduction_ratio,
-                time_to_revoke_median: p.time_to_revoke_median,
-            });
-        }
-        for (source, now_v) in &standing {
-            let then =
-                windows::history_at(conn, &format!("standing_privileged:{source}"), starts[i])?;
-            wk.standing_privileged_change
-                .push((source.clone(), then.map_or(0.0, |t| now_v - t)));
-        }
-        s.windows.push(wk);
-    }
+    s.windows = history::windows_now(conn, policy, &s, s.history_start, &standing)?;
     Ok(s)
 }
 
@@ -300,123 +261,6 @@ fn standing_by_source(s: &Snapshot) -> BTreeMap<String, f64> {
         *out.entry(key.0.clone()).or_default() += c.standing_privileged as f64;
     }
     out
-}
-
-fn count(conn: &Connection, sql: &str, start: i64, now: i64) -> Result<i64, StoreError> {
-    Ok(conn.query_row(sql, params![start, now], |r| r.get(0))?)
-}
-
-/// For each (start, end) range: (rows detected before start, rows
-/// detected in [start, end]), from one scan of `table`.
-fn detection_counts(
-    conn: &Connection,
-    table: &str,
-    column: &str,
-    ranges: &[(i64, i64)],
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    if ranges.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut cols = Vec::new();
-    let mut params: Vec<i64> = Vec::new();
-    for (i, (start, end)) in ranges.iter().enumerate() {
-        let (ps, pe) = (2 * i + 1, 2 * i + 2);
-        cols.push(format!("COUNT(*) FILTER (WHERE {column} < ?{ps})"));
-        cols.push(format!(
-            "COUNT(*) FILTER (WHERE {column} >= ?{ps} AND {column} <= ?{pe})"
-        ));
-        params.extend([*start, *end]);
-    }
-    let sql = format!("SELECT {} FROM {table}", cols.join(", "));
-    let row = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
-        (0..ranges.len() * 2)
-            .map(|i| r.get::<_, i64>(i))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    Ok(row.chunks(2).map(|c| (c[0], c[1])).collect())
-}
-
-fn window_kpis(
-    conn: &Connection,
-    s: &Snapshot,
-    label: &str,
-    start: i64,
-    now: i64,
-    (findings_before, detected_in): (i64, i64),
-    (exposures_before, opened_in): (i64, i64),
-) -> Result<WindowKpis, StoreError> {
-    // Findings: closed in the window / (open at its start + detected in it).
-    // A finding closed before the start was detected before it, so
-    // open-at-start = detected before - closed before (closed_at is indexed).
-    let closed_in = count(
-        conn,
-        "SELECT COUNT(*) FROM findings WHERE closed_at >= ?1 AND closed_at <= ?2",
-        start,
-        now,
-    )?;
-    let open_at_start = (findings_before
-        - count(
-            conn,
-            "SELECT COUNT(*) FROM findings WHERE closed_at < ?1 AND ?2 >= ?1",
-            start,
-            now,
-        )?)
-    .max(0);
-    let closure_ratio = windows::ratio(closed_in, open_at_start + detected_in);
-
-    // Exposures: confirmed revoked in the window / (open and unrevoked at its
-    // start + opened in it), by inclusion-exclusion over the indexes.
-    let revoked_in = count(
-        conn,
-        "SELECT COUNT(*) FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
-        start,
-        now,
-    )?;
-    let exp_open_at_start = (exposures_before
-        - count(
-            conn,
-            "SELECT (SELECT COUNT(*) FROM exposures WHERE closed_at < ?1)
-                  + (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1)
-                  - (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1 AND closed_at < ?1) + 0 * ?2",
-            start,
-            now,
-        )?)
-    .max(0);
-    let exposure_reduction_ratio = windows::ratio(revoked_in, exp_open_at_start + opened_in);
-
-    let mut ttr: Vec<i64> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT revoked_at - COALESCE(reopened_at, first_detected_at) FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
-        )?;
-        let rows = stmt.query_map(params![start, now], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let time_to_revoke_median = windows::median(&mut ttr);
-
-    let past_exposed = windows::history_at(conn, "exposed_secrets", start)?;
-    let secrets_in_code_delta = match past_exposed {
-        Some(v) => s.exposed_total() as f64 - v,
-        None => 0.0,
-    };
-    let mut posture_change = Vec::new();
-    for (dim, now_v) in &s.posture {
-        if let Some(then) = windows::history_at(conn, &format!("posture:{dim}"), start)? {
-            posture_change.push((dim.clone(), now_v - then));
-        } else {
-            posture_change.push((dim.clone(), 0.0));
-        }
-    }
-    Ok(WindowKpis {
-        label: label.to_string(),
-        start,
-        secrets_in_code_delta,
-        closure_ratio,
-        exposure_reduction_ratio,
-        time_to_revoke_median,
-        posture_change,
-        previous: None,
-        standing_privileged_change: Vec::new(),
-    })
 }
 
 /// Record the aggregate series the windows look back on (one row per
@@ -447,6 +291,8 @@ pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Resul
     Ok(())
 }
 
+#[cfg(test)]
+mod history_tests;
 #[cfg(test)]
 mod tests;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 const DAY: i64 = 86_400;
 const T0: i64 = 1_790_000_000;
 
-fn policy(windows: &[i64]) -> Policy {
+pub(super) fn policy(windows: &[i64]) -> Policy {
     Policy {
         max_credential_age: Duration::from_secs(90 * DAY as u64),
         unused_after: Duration::from_secs(90 * DAY as u64),
@@ -41,7 +41,7 @@ fn poll(store: &Store, p: &Policy, now: i64, scans: &[crate::model::TargetScan])
     s
 }
 
-fn win<'a>(s: &'a Snapshot, label: &str) -> &'a WindowKpis {
+pub(super) fn win<'a>(s: &'a Snapshot, label: &str) -> &'a WindowKpis {
     s.windows.iter().find(|w| w.label == label).unwrap()
 }
 
@@ -498,6 +498,7 @@ fn collector_renders_previous_windows_ages_and_standing_change() {
         residual_oldest_age: Some(7200.0),
         revocation_idle: Some(86_400.0),
         first_success: Some(T0),
+        history_start: Some(T0),
         ..Default::default()
     };
     snap.windows.push(WindowKpis {

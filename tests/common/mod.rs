@@ -14,6 +14,23 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_nhi-exporter");
 
+/// Run the binary with `--config.file=config`, `args` and `--once`; assert
+/// it exits 0 (stderr in the message) and return its stdout.
+pub fn once_ok(config: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", config.display()))
+        .args(args)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

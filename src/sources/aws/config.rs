@@ -97,7 +97,7 @@ fn validate_org(r: RawOrg, path: &str, issues: &mut Issues) -> OrgConfig {
     } else if !role_name_ok(&role_name) {
         issues.push(
             format!("{path}.role_name"),
-            format!("{role_name:?} is not an IAM role name: use letters, digits and +=,.@_- (a path with /), e.g. nhi-exporter-read"),
+            "is not an IAM role name: use letters, digits and +=,.@_- (a path with /), e.g. nhi-exporter-read".to_string(),
         );
     }
     let external_id = r.external_id.map(|e| e.trim().to_string());
@@ -120,7 +120,8 @@ fn validate_org(r: RawOrg, path: &str, issues: &mut Issues) -> OrgConfig {
                 _ => {
                     issues.push(
                         format!("{path}.{key}[{i}]"),
-                        format!("{g:?} is not a glob of account ids or names, e.g. \"1234*\" or \"prod-*\""),
+                        "is not a glob of account ids or names, e.g. \"1234*\" or \"prod-*\""
+                            .to_string(),
                     );
                     None
                 }
@@ -181,10 +182,10 @@ fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> AwsConfig {
                 let svc = match s.as_str() {
                     "iam" => AwsService::Iam,
                     "secretsmanager" => AwsService::SecretsManager,
-                    other => {
+                    _ => {
                         issues.push(
                             format!("{path}.services[{i}]"),
-                            format!("unknown service {other:?}; use iam and/or secretsmanager"),
+                            "unknown service; use iam and/or secretsmanager".to_string(),
                         );
                         continue;
                     }
@@ -206,7 +207,7 @@ fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> AwsConfig {
         if !aws_region_ok(reg) {
             issues.push(
                 format!("{path}.regions[{i}]"),
-                format!("{reg:?} is not an AWS region, e.g. us-east-1"),
+                "is not an AWS region, e.g. us-east-1".to_string(),
             );
         }
     }
@@ -221,7 +222,8 @@ fn validate_aws(r: RawAws, path: &str, issues: &mut Issues) -> AwsConfig {
         if !aws_role_arn_ok(a) {
             issues.push(
                 format!("{path}.assume_role_arn"),
-                format!("{a:?} is not a role ARN, e.g. arn:aws:iam::123456789012:role/nhi-exporter-read"),
+                "is not a role ARN, e.g. arn:aws:iam::123456789012:role/nhi-exporter-read"
+                    .to_string(),
             );
         }
     }

@@ -126,7 +126,7 @@ fn validate(r: RawGcp, path: &str, base: &Path, issues: &mut Issues) -> GcpConfi
                 if !project_id_ok(p) {
                     issues.push(
                         format!("{path}.projects[{i}]"),
-                        format!("{p:?} is not a project id (6-30 of a-z, 0-9, -), e.g. acme-prod"),
+                        "is not a project id (6-30 of a-z, 0-9, -), e.g. acme-prod".to_string(),
                     );
                 } else if !seen.insert(p.as_str()) {
                     issues.push(

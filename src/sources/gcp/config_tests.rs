@@ -105,7 +105,7 @@ fn gcp_errors_name_their_keys_and_never_quote_the_key_file() {
         ),
         (
             "{name: g, type: gcp, projects: [Acme_Prod]}",
-            "sources[0].projects[0]: \"Acme_Prod\" is not a project id",
+            "sources[0].projects[0]: is not a project id",
         ),
         (
             "{name: g, type: gcp, projects: [acme-prod, acme-prod]}",

@@ -70,7 +70,7 @@ fn validate_github(r: RawGithub, path: &str, base: &Path, issues: &mut Issues) -
             if !name_ok(&o) {
                 issues.push(
                     format!("{path}.org"),
-                    format!("{o:?} is not an organization login"),
+                    "is not an organization login".to_string(),
                 );
             }
             GithubScope::Org(o)
@@ -79,7 +79,7 @@ fn validate_github(r: RawGithub, path: &str, base: &Path, issues: &mut Issues) -
             if !name_ok(&e) {
                 issues.push(
                     format!("{path}.enterprise"),
-                    format!("{e:?} is not an enterprise slug"),
+                    "is not an enterprise slug".to_string(),
                 );
             }
             GithubScope::Enterprise(e)
@@ -98,7 +98,7 @@ fn validate_github(r: RawGithub, path: &str, base: &Path, issues: &mut Issues) -
                 if !ok {
                     issues.push(
                         format!("{path}.repositories[{i}]"),
-                        format!("{r:?} is not owner/name"),
+                        "is not owner/name".to_string(),
                     );
                 }
             }

@@ -32,11 +32,11 @@ fn github_source() {
         ("sources: [{name: g, type: github_secret_scanning, org: a}]", "sources[0].token: is required (or token_file)"),
         ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, token_file: f}]", "sources[0].token: set either token or token_file"),
         ("sources: [{name: g, type: github_secret_scanning, org: a, token_file: /nonexistent/tok}]", "sources[0].token_file: cannot read /nonexistent/tok"),
-        ("sources: [{name: g, type: github_secret_scanning, repositories: [noslash], token: t}]", "sources[0].repositories[0]: \"noslash\" is not owner/name"),
+        ("sources: [{name: g, type: github_secret_scanning, repositories: [noslash], token: t}]", "sources[0].repositories[0]: is not owner/name"),
         ("sources: [{name: g, type: github_secret_scanning, repositories: [], token: t}]", "sources[0].repositories: must list at least one"),
         ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, api_url: 'ftp://x'}]", "sources[0].api_url: \"ftp://x\" is not an http(s) URL"),
         ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, api_url: 'https://u:p@x'}]", "sources[0].api_url"),
-        ("sources: [{name: g, type: github_secret_scanning, org: 'a b', token: t}]", "sources[0].org: \"a b\" is not an organization login"),
+        ("sources: [{name: g, type: github_secret_scanning, org: 'a b', token: t}]", "sources[0].org: is not an organization login"),
         ("sources: [{name: g, type: github_secret_scanning, org: a, token: t, per_page: 5}]", "sources[0].per_page: unknown key"),
     ] {
         let got = errs(yaml);

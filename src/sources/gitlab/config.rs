@@ -93,7 +93,7 @@ fn validate_gitlab(r: RawGitlab, path: &str, base: &Path, issues: &mut Issues) -
             if !gitlab_path_ok(&g, false) {
                 issues.push(
                     format!("{path}.group"),
-                    format!("{g:?} is not a group full path, e.g. platform or platform/backend"),
+                    "is not a group full path, e.g. platform or platform/backend".to_string(),
                 );
             }
             GitlabScope::Group(g)
@@ -102,7 +102,7 @@ fn validate_gitlab(r: RawGitlab, path: &str, base: &Path, issues: &mut Issues) -
             if !gitlab_path_ok(&p, true) {
                 issues.push(
                     format!("{path}.project"),
-                    format!("{p:?} is not a project full path, e.g. platform/api"),
+                    "is not a project full path, e.g. platform/api".to_string(),
                 );
             }
             GitlabScope::Project(p)

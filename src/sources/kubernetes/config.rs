@@ -81,7 +81,7 @@ fn validate(r: RawKubernetes, path: &str, base: &Path, issues: &mut Issues) -> K
                         Some(c) if !names.contains(&c) => issues.push(
                             format!("{path}.context"),
                             format!(
-                                "{c:?} is not a context of {} (it has: {})",
+                                "is not a context of {} (it has: {})",
                                 file.display(),
                                 names.join(", ")
                             ),

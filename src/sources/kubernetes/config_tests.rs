@@ -59,7 +59,7 @@ fn kubernetes_errors_name_their_keys() {
         ),
         (
             "{name: k, type: kubernetes, kubeconfig: kc, context: dev}",
-            "sources[0].context: \"dev\" is not a context of",
+            "sources[0].context: is not a context of",
         ),
         (
             "{name: k, type: kubernetes, kubeconfig: missing}",

@@ -273,6 +273,8 @@ fn read_open(
             ),
         ));
     }
+    // Held until the report is parsed and its buffer dropped.
+    let _bytes = super::budget::global().acquire(meta.len(), max);
     // The file may grow while we read it: never read more than the cap.
     let mut buf = Vec::with_capacity(meta.len() as usize + 1);
     file.take(max + 1).read_to_end(&mut buf).map_err(io)?;

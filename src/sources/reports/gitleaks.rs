@@ -11,6 +11,7 @@
 //! apart from parsing ([`parse_slice`]), which is pure and
 //! tested on fixtures.
 
+use super::borrowed::Str;
 pub use super::files::{credential_links, ParseError};
 use super::files::{json_error, repository_from_link, repository_from_url};
 use crate::hashing::SecretHasher;
@@ -84,14 +85,18 @@ fn not_a_report() -> ParseError {
 /// `offender` (the secret), `line` (the whole line: read like v8's
 /// `Match`, for links only), `file`, `lineNumber`, `commit`, `leakURL`,
 /// `date`, and `repoURL`, which v8 does not have.
+///
+/// The secret and the matched text are borrowed from the report's bytes
+/// unless they hold escapes: a huge secret costs no copy (it is only hashed
+/// and searched for credential ids, then dropped).
 #[derive(Deserialize)]
-struct RawFinding {
+struct RawFinding<'a> {
     #[serde(rename = "RuleID", alias = "rule")]
     rule_id: String,
-    #[serde(rename = "Secret", alias = "offender", default)]
-    secret: Option<String>,
-    #[serde(rename = "Match", alias = "line", default)]
-    matched: Option<String>,
+    #[serde(rename = "Secret", alias = "offender", default, borrow)]
+    secret: Option<Str<'a>>,
+    #[serde(rename = "Match", alias = "line", default, borrow)]
+    matched: Option<Str<'a>>,
     #[serde(rename = "File", alias = "file", default)]
     file: Option<String>,
     #[serde(rename = "StartLine", alias = "lineNumber", default)]
@@ -112,52 +117,57 @@ struct RawFinding {
 /// git (`--no-git`): no date.
 const GO_ZERO_TIME: i64 = -62_135_596_800;
 
+/// SARIF: the snippet (the secret) and v7's offender are borrowed from the
+/// report's bytes like [`RawFinding`]'s.
 #[derive(Deserialize)]
-struct Sarif {
+struct Sarif<'a> {
     version: String,
-    #[serde(default)]
-    runs: Vec<SarifRun>,
+    #[serde(default, borrow)]
+    runs: Vec<SarifRun<'a>>,
 }
 
 #[derive(Deserialize)]
-struct SarifRun {
+struct SarifRun<'a> {
     /// `null` for a clean scan in v8.0 to v8.2.4.
-    #[serde(default)]
-    results: Option<Vec<SarifResult>>,
+    #[serde(default, borrow)]
+    results: Option<Vec<SarifResult<'a>>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SarifResult {
+struct SarifResult<'a> {
     rule_id: String,
-    #[serde(default)]
-    locations: Vec<SarifLocation>,
+    #[serde(default, borrow)]
+    locations: Vec<SarifLocation<'a>>,
     #[serde(default)]
     partial_fingerprints: SarifFingerprints,
     /// v7 only: the secret, commit and date are here, and the snippet is
     /// the whole line.
-    #[serde(default)]
-    properties: Option<SarifProperties>,
+    #[serde(default, borrow)]
+    properties: Option<SarifProperties<'a>>,
 }
 
 #[derive(Deserialize)]
-struct SarifProperties {
-    offender: Option<String>,
+struct SarifProperties<'a> {
+    #[serde(default, borrow)]
+    offender: Option<Str<'a>>,
     commit: Option<String>,
     date: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SarifLocation {
-    physical_location: Option<SarifPhysical>,
+struct SarifLocation<'a> {
+    #[serde(borrow)]
+    physical_location: Option<SarifPhysical<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SarifPhysical {
+struct SarifPhysical<'a> {
     artifact_location: Option<SarifArtifact>,
-    region: Option<SarifRegion>,
+    #[serde(borrow)]
+    region: Option<SarifRegion<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -167,14 +177,16 @@ struct SarifArtifact {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct SarifRegion {
+struct SarifRegion<'a> {
     start_line: Option<i64>,
-    snippet: Option<SarifSnippet>,
+    #[serde(borrow)]
+    snippet: Option<SarifSnippet<'a>>,
 }
 
 #[derive(Deserialize)]
-struct SarifSnippet {
-    text: Option<String>,
+struct SarifSnippet<'a> {
+    #[serde(default, borrow)]
+    text: Option<Str<'a>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -210,8 +222,8 @@ impl<'a> Converter<'a> {
     fn finding(
         &self,
         rule_id: String,
-        secret: Option<String>,
-        matched: Option<String>,
+        secret: Option<Str>,
+        matched: Option<Str>,
         file: Option<String>,
         line: Option<i64>,
         commit: Option<String>,
@@ -263,7 +275,7 @@ impl<'a> Converter<'a> {
         }
     }
 
-    fn sarif(&self, doc: Sarif) -> Result<Vec<ObservedFinding>, ParseError> {
+    fn sarif(&self, doc: Sarif<'_>) -> Result<Vec<ObservedFinding>, ParseError> {
         if doc.version != "2.1.0" {
             // The value read is not echoed: say what was expected.
             return Err(ParseError::Format(

@@ -4,6 +4,8 @@
 //! `max_file_size`), globbing, change detection and reading ([`files`]).
 //! Each file is the latest scan of one target.
 
+pub mod borrowed;
+pub mod budget;
 #[cfg(test)]
 mod config_tests;
 pub mod detect_secrets;

@@ -141,7 +141,7 @@ fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> 
                 if !vault_path_ok(&mount) {
                     issues.push(
                         format!("{apath}.mount"),
-                        format!("{mount:?} is not an auth mount path, e.g. approle"),
+                        "is not an auth mount path, e.g. approle".to_string(),
                     );
                 }
                 VaultAuth::AppRole {
@@ -159,10 +159,10 @@ fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> 
                     .unwrap_or_else(empty),
                 }
             }
-            Some(m) => {
+            Some(_) => {
                 issues.push(
                     format!("{apath}.method"),
-                    format!("unknown method {m:?}; use token or approle"),
+                    "unknown method; use token or approle".to_string(),
                 );
                 VaultAuth::Token(empty())
             }
@@ -182,7 +182,7 @@ fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> 
         if !vault_path_ok(m) {
             issues.push(
                 format!("{path}.kv_mounts[{i}]"),
-                format!("{m:?} is not a mount path, e.g. secret"),
+                "is not a mount path, e.g. secret".to_string(),
             );
         }
     }
@@ -194,7 +194,7 @@ fn validate_vault(r: RawVault, path: &str, base: &Path, issues: &mut Issues) -> 
     if !namespace.is_empty() && !vault_path_ok(&namespace) {
         issues.push(
             format!("{path}.namespace"),
-            format!("{namespace:?} is not a namespace path, e.g. team-a or team-a/prod"),
+            "is not a namespace path, e.g. team-a or team-a/prod".to_string(),
         );
     }
     VaultConfig {

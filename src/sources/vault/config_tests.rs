@@ -71,8 +71,8 @@ sources:
         "sources[0].address: is required",
         "sources[0].auth.token: is only for method: token",
         "sources[0].auth.secret_id: is required (or secret_id_file)",
-        "sources[0].kv_mounts[0]: \"bad path\" is not a mount path",
-        "sources[1].auth.method: unknown method \"kerberos\"",
+        "sources[0].kv_mounts[0]: is not a mount path",
+        "sources[1].auth.method: unknown method;",
         "sources[2].auth: is required",
         "sources[3].tls.ca_file: cannot read /nonexistent/ca.pem",
     ];

@@ -163,6 +163,9 @@ impl PollApplier<'_> {
         };
         let type_label = self.type_label(&type_name)?;
         let detected_at = f.detected_at.unwrap_or(at).min(self.now.max(at));
+        if f.detected_at.is_some() {
+            self.dated_from = Some(self.dated_from.map_or(detected_at, |d| d.min(detected_at)));
+        }
         let open = f.closed.is_none();
         let key = self.exposure_key(target, f);
         // Most keys are new: one statement inserts, and only a conflict

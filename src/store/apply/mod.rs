@@ -98,6 +98,9 @@ pub struct PollApplier<'c> {
     /// Whether any credential has value keys (vault `match_values`): only
     /// then are new exposures looked up for a value link.
     has_values: bool,
+    /// The earliest detection time a source gave for a new finding (not
+    /// the scan time): the reconstructed start of the store's history.
+    dated_from: Option<i64>,
 }
 
 impl<'c> PollApplier<'c> {
@@ -126,6 +129,7 @@ impl<'c> PollApplier<'c> {
             normalised: HashMap::new(),
             stats: ApplyStats::default(),
             has_values: false,
+            dated_from: None,
         })
         .and_then(|mut ap| {
             ap.has_values =
@@ -275,6 +279,14 @@ impl<'c> PollApplier<'c> {
              WHERE CAST(excluded.value AS INTEGER) < CAST(meta.value AS INTEGER)",
             [self.now.to_string()],
         )?;
+        if let Some(t) = self.dated_from {
+            // Windows reach back to the earliest time a source dated.
+            self.tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('history_start', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = CAST(MIN(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                [t.to_string()],
+            )?;
+        }
         self.tx.commit()?;
         Ok(self.stats)
     }
