@@ -35,7 +35,7 @@ run() { # name config [state-name]
   diff <(grep '^# ' $W/$1-old/out.prom | sort) <(grep '^# ' $W/$1-new/out.prom | sort) >/dev/null && echo "   HELP/TYPE lines identical" || echo "   HELP/TYPE differ"
 }
 # 1. the demo
-sed -e "s#path: ../target/nhi-demo/state.db.*#path: STATE#" -e "s#demo/gitleaks#$ROOT/config/demo/gitleaks#; s#demo/sarif#$ROOT/config/demo/sarif#" $ROOT/config/demo.yaml > $W/demo.yaml
+sed -e "s#path: ../target/nhi-demo/state.db.*#path: STATE#" -e "s# demo/# $ROOT/config/demo/#g" $ROOT/config/demo.yaml > $W/demo.yaml
 run demo $W/demo.yaml
 # 2. scanners + vault + aws on real OpenBao and moto
 PY=$ROOT/.venv/bin/python; TOKEN=cmp-root-token

@@ -251,6 +251,14 @@ impl App {
     /// Recompute the KPI snapshot from the store and record its history.
     /// Runs on a blocking thread; never at scrape time.
     pub fn recompute(&self, now: i64) -> Result<(), StoreError> {
+        let snap = self.compute_and_record(now)?;
+        self.set_snapshot(snap);
+        Ok(())
+    }
+
+    /// Compute the KPI snapshot as of `now` and record its history point
+    /// at `now` (what [`App::recompute`] and a backfilled scan do).
+    pub fn compute_and_record(&self, now: i64) -> Result<Snapshot, StoreError> {
         let cfg = self.config();
         let reader = self.store.reader()?;
         let sources: BTreeSet<String> = cfg
@@ -264,8 +272,7 @@ impl App {
             let writer = self.store.writer();
             kpi::record_history(&writer, &snap, &cfg.policy)?;
         }
-        self.set_snapshot(snap);
-        Ok(())
+        Ok(snap)
     }
 
     fn set_snapshot(&self, snap: Snapshot) {

@@ -1,7 +1,7 @@
 //! Command line, following the Prometheus exporter conventions.
 
 use crate::logging;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,13 +28,14 @@ pub struct Cli {
     #[arg(
         long = "config.file",
         default_value = "nhi-exporter.yaml",
-        value_name = "PATH"
+        value_name = "PATH",
+        global = true
     )]
     pub config_file: PathBuf,
     /// Validate the configuration without contacting anything; print OK or every error; exit 0 or 1.
     #[arg(long = "config.check")]
     pub config_check: bool,
-    /// Poll every enabled source once, apply to the store, print the exposition and exit (1 when a source failed).
+    /// Apply the sources' backfill_dir past scans, poll every enabled source once, apply to the store, print the exposition and exit (1 when a source or a backfill failed).
     #[arg(long = "once")]
     pub once: bool,
     /// Address to listen on for the web interface and telemetry.
@@ -63,23 +64,43 @@ pub struct Cli {
     #[arg(long = "web.max-connections", default_value_t = 0, value_name = "N")]
     pub max_connections: usize,
     /// Only log messages with the given severity or above.
-    #[arg(long = "log.level", value_enum, default_value = "info")]
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     pub log_level: logging::Level,
     /// Output format of log messages.
-    #[arg(long = "log.format", value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     pub log_format: logging::Format,
+    /// Without a subcommand: run the exporter (or `--once`, `--config.check`).
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 /// Subcommands; without one, the exporter runs (daemon or `--once`).
-#[derive(Debug, clap::Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Apply the dated past scans of each report source's `backfill_dir`
+    /// to the store (oldest first; scans the store already covers are
+    /// skipped), print one line per source, exit 0 or 1 on any error.
+    Backfill(BackfillArgs),
     /// Write the store's KPI history (observed, and reconstructed from dated sources) as OpenMetrics for `promtool tsdb create-blocks-from openmetrics`.
     ExportHistory(ExportHistoryArgs),
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Only this source (by `name`).
+    #[arg(long = "source", value_name = "NAME")]
+    pub source: Option<String>,
+    /// Read the dated scans from this directory instead of the source's `backfill_dir` (needs --source).
+    #[arg(long = "from", value_name = "DIR", requires = "source")]
+    pub from: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ExportHistoryArgs {
     /// First point: RFC 3339 time, or a duration before now (90d); default: the start of the store's history.
     #[arg(long, value_name = "TIME")]

@@ -60,10 +60,12 @@ async fn initial_snapshot(app: &Arc<App>) {
     app.render();
 }
 
-/// `--once`: poll every enabled source once, apply, print the exposition.
-/// Returns whether every source succeeded.
+/// `--once`: backfill past scans, poll every enabled source once, apply,
+/// print the exposition. Returns whether every source (and backfill)
+/// succeeded.
 pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
     let app = App::open(&cli.config_file)?;
+    let backfilled = crate::backfill::before_first_polls(&app).await;
     let cfg = app.config();
     let mut set = tokio::task::JoinSet::new();
     for s in cfg.sources.iter().filter(|s| s.enabled) {
@@ -78,7 +80,8 @@ pub async fn run_once(cli: &Cli) -> Result<bool, RunError> {
             out.ok()
         });
     }
-    let mut all_ok = true;
+    // A failed backfill is a failed poll of its source.
+    let mut all_ok = backfilled;
     while let Some(r) = set.join_next().await {
         all_ok &= r.unwrap_or(false);
     }
@@ -140,7 +143,12 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
                     if let Some(w) = w {
                         *web.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(w);
                     }
+                    // A source the reload starts gets its past first.
+                    let failed = crate::backfill::before_reload(&app, &loaded.config);
                     app.apply_reload(loaded);
+                    for (cfg, out) in failed {
+                        app.record_poll(&cfg, &out);
+                    }
                     Ok(())
                 }
                 (w, c) => {
@@ -158,6 +166,8 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
             }
         })
     };
+    // Past scans first: the first snapshot already shows them.
+    crate::backfill::before_first_polls(&app).await;
     initial_snapshot(&app).await;
     app.start_sources();
     tokio::spawn(app.clone().run_refresher());

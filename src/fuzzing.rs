@@ -108,12 +108,17 @@ pub fn gitleaks(data: &[u8]) {
     );
 }
 
-/// trufflehog JSON lines.
+/// trufflehog JSON lines, with and without `unverified_is_inactive`.
 pub fn trufflehog(data: &[u8]) {
     report(
         "trufflehog",
         data,
         crate::sources::reports::trufflehog::parse_slice,
+    );
+    report(
+        "trufflehog",
+        data,
+        crate::sources::reports::trufflehog::parse_slice_unverified_inactive,
     );
 }
 

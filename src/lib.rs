@@ -5,6 +5,7 @@
 //! (snapshot and collector), [`server`] (HTTP), [`app`] (shared state).
 
 pub mod app;
+pub mod backfill;
 pub mod cli;
 pub mod config;
 pub mod daemon;

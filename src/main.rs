@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use nhi_exporter::cli::{Cli, Command};
-use nhi_exporter::{daemon, export, logging};
+use nhi_exporter::{backfill, daemon, export, logging};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -39,11 +39,20 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<bool> = runtime.block_on(async {
-        if cli.once {
-            Ok(daemon::run_once(&cli).await?)
-        } else {
-            daemon::run_daemon(&cli).await?;
-            Ok(true)
+        match &cli.command {
+            Some(Command::Backfill(a)) => {
+                Ok(
+                    backfill::run_command(&cli.config_file, a.source.as_deref(), a.from.as_deref())
+                        .await?,
+                )
+            }
+            // Handled above, without a runtime.
+            Some(Command::ExportHistory(_)) => Ok(true),
+            None if cli.once => Ok(daemon::run_once(&cli).await?),
+            None => {
+                daemon::run_daemon(&cli).await?;
+                Ok(true)
+            }
         }
     });
     // Do not wait for a poll still parsing a file: its transaction is

@@ -948,6 +948,91 @@ fn a_v7_report_then_a_null_report_closes_everything() {
     assert!(!contains(&store, canary), "canary in the store");
 }
 
+fn once(cfg: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8(out.stdout).unwrap())
+}
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .map(|v| v.parse().unwrap())
+}
+
+/// `--once` with a `backfill_dir`: the past first, then the live poll; a
+/// bad past report is a counted `parse` failure of the source, the live
+/// poll still runs, and `--once` exits 1.
+#[test]
+fn once_backfills_before_the_first_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "    backfill_dir: history\n");
+    let history = dir.path().join("history");
+    std::fs::create_dir_all(history.join("20d-ago")).unwrap();
+    std::fs::create_dir_all(history.join("10d-ago")).unwrap();
+    std::fs::create_dir_all(history.join("2d-ago")).unwrap();
+    write_report(&history.join("20d-ago/app.json"), &[aws_finding()]);
+    let b = gl_finding("generic-api-key", CANARY_B, "b.py", 1, "c1");
+    write_report(&history.join("10d-ago/app.json"), &[aws_finding(), b]);
+    write_report(&history.join("2d-ago/app.json"), &[]);
+    let live = gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c2");
+    write_report(&dir.path().join("reports/app.json"), &[live]);
+    let (ok, text) = once(&cfg);
+    assert!(ok, "{text}");
+    let closed = "nhi_findings_closed_total{resolution=\"disappeared\",source=\"ci\"}";
+    assert_eq!(value(&text, closed), Some(2.0));
+    let detected = "nhi_findings_detected_total{secret_type=\"aws_access_token\",source=\"ci\"}";
+    assert_eq!(value(&text, detected), Some(1.0));
+    assert_eq!(
+        value(&text, "nhi_exposed_secrets{validity=\"unknown\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "nhi_secrets_in_code_delta{window=\"30d\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&text, "nhi_secrets_in_code_delta{window=\"7d\"}"),
+        Some(-1.0)
+    );
+    let history_age = value(&text, "nhi_store_history_seconds").unwrap();
+    assert!(
+        (1_728_000.0..1_728_060.0).contains(&history_age),
+        "{history_age}"
+    );
+
+    // A newer past scan that does not parse: counted, logged, the live
+    // poll still applied; exit 1. It is never applied later either: the
+    // live poll has observed the source since.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "", "    backfill_dir: history\n");
+    let history = dir.path().join("history");
+    std::fs::create_dir_all(history.join("1d-ago")).unwrap();
+    std::fs::write(history.join("1d-ago/app.json"), "[{").unwrap();
+    let live = gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c2");
+    write_report(&dir.path().join("reports/app.json"), &[live]);
+    let (ok, text) = once(&cfg);
+    assert!(!ok);
+    let parse = "nhi_source_errors_total{reason=\"parse\",source=\"ci\",source_type=\"gitleaks\"}";
+    assert_eq!(value(&text, parse), Some(1.0));
+    assert_eq!(
+        value(
+            &text,
+            "nhi_source_up{source=\"ci\",source_type=\"gitleaks\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&text, "nhi_exposed_secrets{validity=\"unknown\"}"),
+        Some(1.0)
+    );
+    let (ok, _) = once(&cfg);
+    assert!(ok);
+}
+
 /// Three gitleaks sources, each with one report holding a secret of
 /// `secret_len` bytes, `max_file_size: 40MiB`.
 fn huge_report_config(dir: &Path, secret_len: usize) -> std::path::PathBuf {

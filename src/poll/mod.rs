@@ -7,7 +7,7 @@
 
 mod pipeline;
 
-pub use pipeline::poll_once;
+pub use pipeline::{apply_poll, poll_once, poll_once_at};
 
 use crate::config::{Policy, SourceConfig};
 use crate::hashing::SecretHasher;

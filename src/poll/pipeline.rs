@@ -30,8 +30,19 @@ pub async fn poll_once(
     source: &dyn Source,
     cancel: &CancellationToken,
 ) -> PollOutcome {
+    poll_once_at(host, cfg, source, cancel, unix_now()).await
+}
+
+/// [`poll_once`] as of `now` (unix seconds): the poll's time in the store
+/// (a report's scan time is its modification time, at most `now`).
+pub async fn poll_once_at(
+    host: &dyn PollHost,
+    cfg: &SourceConfig,
+    source: &dyn Source,
+    cancel: &CancellationToken,
+    now: i64,
+) -> PollOutcome {
     let started = Instant::now();
-    let now = unix_now();
     let mut out = PollOutcome::default();
     let store = host.store();
     let known = {
@@ -287,6 +298,34 @@ enum ApplyError {
 impl From<StoreError> for ApplyError {
     fn from(e: StoreError) -> Self {
         ApplyError::Store(e)
+    }
+}
+
+/// Apply the observations of one complete poll of `source` made at `now`,
+/// in one transaction, exactly as a live poll's are: what a backfilled
+/// past scan goes through. `items` holds what was read (a reader stops at
+/// its first failed input instead of sending it).
+pub fn apply_poll(
+    store: &Store,
+    source: &str,
+    now: i64,
+    max_types: usize,
+    items: Vec<ObservationItem>,
+) -> Result<ApplyStats, Vec<SourceError>> {
+    let mut msgs = items.into_iter().map(Msg::Item).chain([Msg::Commit]);
+    match apply_all(store, source, now, max_types, &LockWait::default(), || {
+        msgs.next()
+    }) {
+        Ok(Applied::Committed(stats, _)) => Ok(stats),
+        Ok(Applied::RolledBack) => Err(vec![SourceError::new(
+            ErrorReason::Io,
+            "the scan was not applied (rolled back)",
+        )]),
+        Err(ApplyError::AllInputsFailed(errors)) => Err(errors),
+        Err(ApplyError::Store(e)) => Err(vec![SourceError::new(
+            ErrorReason::Io,
+            format!("store: {e}"),
+        )]),
     }
 }
 

@@ -388,6 +388,27 @@ impl Store {
         Ok((known, linked))
     }
 
+    /// The time of the latest KPI history point, if any.
+    pub fn history_end(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.reader()?;
+        Ok(conn.query_row("SELECT MAX(ts) FROM history", [], |r| r.get(0))?)
+    }
+
+    /// The time a source's `<duration>-ago` past scans count from: `start`
+    /// at its first backfill, kept so that a later run dates them alike.
+    pub fn backfill_anchor(&self, source: &str, start: i64) -> Result<i64, StoreError> {
+        let key = format!("backfill_anchor:{source}");
+        let conn = self.writer();
+        conn.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)",
+            [key.as_str(), start.to_string().as_str()],
+        )?;
+        let v: String = conn.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+            r.get(0)
+        })?;
+        Ok(v.parse().unwrap_or(start))
+    }
+
     /// Last successful poll time of each source, as persisted.
     pub fn last_successes(&self) -> Result<BTreeMap<String, i64>, StoreError> {
         let conn = self.reader()?;

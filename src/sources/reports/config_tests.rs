@@ -76,3 +76,40 @@ sources:
     );
     assert_eq!(dc.max_file_size, DEFAULT_MAX_FILE_SIZE);
 }
+
+#[test]
+fn backfill_dir_and_unverified_is_inactive() {
+    let c = ok(r#"
+sources:
+  - name: th
+    type: trufflehog
+    paths: ["th/*.jsonl"]
+    backfill_dir: th-history
+    unverified_is_inactive: true
+  - {name: gl, type: gitleaks, paths: [x.json], backfill_dir: /abs/history}
+  - {name: ds, type: detect_secrets, paths: [x]}
+"#);
+    let t: &ReportsConfig = c.sources[0].settings().unwrap();
+    assert_eq!(t.backfill_dir, Some(PathBuf::from("/etc/nhi/th-history")));
+    assert!(t.unverified_is_inactive);
+    let g: &ReportsConfig = c.sources[1].settings().unwrap();
+    assert_eq!(g.backfill_dir, Some(PathBuf::from("/abs/history")));
+    assert!(!g.unverified_is_inactive);
+    let d: &ReportsConfig = c.sources[2].settings().unwrap();
+    assert_eq!(d.backfill_dir, None);
+    assert!(!d.unverified_is_inactive);
+}
+
+#[test]
+fn unverified_is_inactive_is_a_trufflehog_key() {
+    let got = crate::config::test_support::errs(
+        "sources: [{name: g, type: gitleaks, paths: [x], unverified_is_inactive: true, backfill_dir: ''}]",
+    );
+    assert_eq!(
+        got,
+        [
+            "sources[0].backfill_dir: must not be empty",
+            "sources[0].unverified_is_inactive: only a trufflehog source has this key"
+        ]
+    );
+}

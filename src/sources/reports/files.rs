@@ -218,16 +218,61 @@ pub fn read_target(
     if ctx.known_targets.get(&target) == Some(&fp) {
         return Ok(None);
     }
+    let scanned_at = mtime_secs(&meta).unwrap_or(ctx.now).min(ctx.now);
+    let findings = read_open(file, &meta, &target, &target, max, parse, &ctx.hasher)?;
+    Ok(Some(TargetScan {
+        target,
+        fingerprint: fp,
+        scanned_at,
+        findings,
+    }))
+}
+
+/// Read and parse the report at `path` as the scan of `target` made at
+/// `scanned_at`: a backfilled past scan, never skipped as unchanged.
+/// Errors name `path`, not `target`.
+pub fn read_as(
+    path: &Path,
+    target: String,
+    scanned_at: i64,
+    max: u64,
+    parse: Parser,
+    hasher: &SecretHasher,
+) -> Result<TargetScan, SourceError> {
+    let shown = path.to_string_lossy().into_owned();
+    let io = |e: std::io::Error| SourceError::new(ErrorReason::Io, format!("{shown}: {e}"));
+    let file = File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let findings = read_open(file, &meta, &shown, &target, max, parse, hasher)?;
+    Ok(TargetScan {
+        target,
+        fingerprint: fingerprint(&meta),
+        scanned_at,
+        findings,
+    })
+}
+
+/// Read an opened report under the size cap and parse it as `target`;
+/// errors name `shown`.
+fn read_open(
+    file: File,
+    meta: &std::fs::Metadata,
+    shown: &str,
+    target: &str,
+    max: u64,
+    parse: Parser,
+    hasher: &SecretHasher,
+) -> Result<Vec<ObservedFinding>, SourceError> {
+    let io = |e: std::io::Error| SourceError::new(ErrorReason::Io, format!("{shown}: {e}"));
     if meta.len() > max {
         return Err(SourceError::new(
             ErrorReason::Io,
             format!(
-                "{target}: report is {} bytes, over max_file_size ({max} bytes); raise max_file_size or split the scan",
+                "{shown}: report is {} bytes, over max_file_size ({max} bytes); raise max_file_size or split the scan",
                 meta.len()
             ),
         ));
     }
-    let scanned_at = mtime_secs(&meta).unwrap_or(ctx.now).min(ctx.now);
     // Held until the report is parsed and its buffer dropped.
     let _bytes = super::budget::global().acquire(meta.len(), max);
     // The file may grow while we read it: never read more than the cap.
@@ -236,19 +281,13 @@ pub fn read_target(
     if buf.len() as u64 > max {
         return Err(SourceError::new(
             ErrorReason::Io,
-            format!("{target}: report grew over max_file_size ({max} bytes) while being read"),
+            format!("{shown}: report grew over max_file_size ({max} bytes) while being read"),
         ));
     }
-    let findings = parse(&buf, &target, &ctx.hasher).map_err(|e| match e {
+    parse(&buf, target, hasher).map_err(|e| match e {
         ParseError::Io(e) => io(e),
-        ParseError::Format(m) => SourceError::new(ErrorReason::Parse, format!("{target}: {m}")),
-    })?;
-    Ok(Some(TargetScan {
-        target,
-        fingerprint: fp,
-        scanned_at,
-        findings,
-    }))
+        ParseError::Format(m) => SourceError::new(ErrorReason::Parse, format!("{shown}: {m}")),
+    })
 }
 
 fn aws_key_id_re() -> &'static Regex {

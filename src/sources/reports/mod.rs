@@ -18,6 +18,7 @@ use super::{Fetch, ObservationSender, PollContext, PollFuture, Source};
 use crate::config::yaml::{resolve, size_value};
 use crate::config::{SourceParse, SourceSettings, SourceSpec};
 use serde::Deserialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Reports larger than this are rejected (counted `io` error) rather than
@@ -40,14 +41,6 @@ impl Format {
             Format::DetectSecrets => "detect_secrets",
         }
     }
-
-    fn parser(self) -> files::Parser {
-        match self {
-            Format::Gitleaks => gitleaks::parse_slice,
-            Format::Trufflehog => trufflehog::parse_slice,
-            Format::DetectSecrets => detect_secrets::parse_slice,
-        }
-    }
 }
 
 /// The settings of a report-file source.
@@ -58,6 +51,25 @@ pub struct ReportsConfig {
     pub paths: Vec<String>,
     /// Reports larger than this are rejected (counted `io` error).
     pub max_file_size: u64,
+    /// Dated past scans to backfill (see [`crate::backfill`]), made absolute.
+    pub backfill_dir: Option<PathBuf>,
+    /// trufflehog: `Verified: false` without a `VerificationError` means
+    /// the detector found the secret invalid (validity `inactive`).
+    pub unverified_is_inactive: bool,
+}
+
+impl ReportsConfig {
+    /// The parser of one report of this source.
+    pub fn parser(&self) -> files::Parser {
+        match self.format {
+            Format::Gitleaks => gitleaks::parse_slice,
+            Format::Trufflehog if self.unverified_is_inactive => {
+                trufflehog::parse_slice_unverified_inactive
+            }
+            Format::Trufflehog => trufflehog::parse_slice,
+            Format::DetectSecrets => detect_secrets::parse_slice,
+        }
+    }
 }
 
 impl SourceSettings for ReportsConfig {
@@ -71,6 +83,8 @@ impl SourceSettings for ReportsConfig {
 struct RawReports {
     paths: Vec<String>,
     max_file_size: Option<serde_yaml::Value>,
+    backfill_dir: Option<String>,
+    unverified_is_inactive: Option<bool>,
 }
 
 fn parse(format: Format, cx: &mut SourceParse<'_>) -> Option<Arc<dyn SourceSpec>> {
@@ -98,10 +112,26 @@ fn parse(format: Format, cx: &mut SourceParse<'_>) -> Option<Arc<dyn SourceSpec>
             DEFAULT_MAX_FILE_SIZE
         }
     };
+    let backfill_dir = match r.backfill_dir.as_deref() {
+        Some("") => {
+            cx.issue("backfill_dir", "must not be empty");
+            None
+        }
+        Some(d) => Some(resolve(cx.base, d)),
+        None => None,
+    };
+    if r.unverified_is_inactive.is_some() && format != Format::Trufflehog {
+        cx.issue(
+            "unverified_is_inactive",
+            "only a trufflehog source has this key",
+        );
+    }
     Some(Arc::new(ReportsConfig {
         format,
         paths,
         max_file_size,
+        backfill_dir,
+        unverified_is_inactive: r.unverified_is_inactive.unwrap_or(false),
     }))
 }
 
@@ -123,13 +153,7 @@ impl Source for ReportsSource {
         Box::pin(async move {
             let name = ctx.source.clone();
             files::spawn_poll(&name, move || {
-                files::poll_files(
-                    &cfg.paths,
-                    cfg.max_file_size,
-                    cfg.format.parser(),
-                    &ctx,
-                    &out,
-                )
+                files::poll_files(&cfg.paths, cfg.max_file_size, cfg.parser(), &ctx, &out)
             })
             .await
         })

@@ -14,11 +14,17 @@
 //! - Finding id: `DetectorName:<16 hex of the HMAC of RawV2 or Raw>:commit:
 //!   file:line`. The HMAC is keyed: a plain hash of the secret would be a
 //!   dictionary-attackable fingerprint of it.
-//! - Validity: `Verified: true` → live. Anything else → unknown: a result
-//!   whose verification failed (`VerificationError`), or an unverified one,
-//!   which may have been checked and found invalid or not checked at all
-//!   (`--no-verification`, detectors without a verifier). The report does
-//!   not tell these apart, so "inactive" is never inferred.
+//! - Validity: `Verified: true` → live. Anything else → unknown by default:
+//!   a result whose verification failed (`VerificationError`), or an
+//!   unverified one, which may have been checked and found invalid or not
+//!   checked at all (`--no-verification`, detectors without a verifier).
+//!   The report does not tell these apart.
+//! - `unverified_is_inactive: true` (opt-in, for reports of trufflehog run
+//!   with verification on, its default): `Verified: false` with no (or an
+//!   empty) `VerificationError` is trufflehog's "unverified" result, the
+//!   detector's verifier said the secret does not work → `inactive`. A
+//!   `VerificationError` stays unknown. Do not set it for scans run with
+//!   `--no-verification`, where every result is `Verified: false`.
 //!
 //! `Raw`, `RawV2`, `Redacted`, `ExtraData` and `StructuredData` are never
 //! kept: the first two are hashed and dropped, the others not even read.
@@ -49,6 +55,21 @@ struct RawResult {
     raw: String,
     #[serde(rename = "RawV2", default)]
     raw_v2: Option<String>,
+    /// A string in trufflehog's output; any other JSON value is tolerated.
+    #[serde(rename = "VerificationError", default)]
+    verification_error: Option<Value>,
+}
+
+impl RawResult {
+    /// Whether the result carries a verification error (not null, not an
+    /// empty string).
+    fn has_verification_error(&self) -> bool {
+        match &self.verification_error {
+            None | Some(Value::Null) => false,
+            Some(Value::String(s)) => !s.trim().is_empty(),
+            Some(_) => true,
+        }
+    }
 }
 
 /// `{"Data": {"<Source>": {...}}}`: a protobuf oneof written by Go's
@@ -144,6 +165,25 @@ pub fn parse_slice(
     target: &str,
     hasher: &SecretHasher,
 ) -> Result<Vec<ObservedFinding>, ParseError> {
+    parse_with(data, target, hasher, false)
+}
+
+/// [`parse_slice`] with `unverified_is_inactive: true`: a result neither
+/// verified nor in verification error is `inactive`.
+pub fn parse_slice_unverified_inactive(
+    data: &[u8],
+    target: &str,
+    hasher: &SecretHasher,
+) -> Result<Vec<ObservedFinding>, ParseError> {
+    parse_with(data, target, hasher, true)
+}
+
+fn parse_with(
+    data: &[u8],
+    target: &str,
+    hasher: &SecretHasher,
+    unverified_is_inactive: bool,
+) -> Result<Vec<ObservedFinding>, ParseError> {
     let data = strip_bom(data);
     check_utf8(data)?;
     let repo_fallback = Path::new(target)
@@ -167,12 +207,24 @@ pub fn parse_slice(
             )));
         }
         let r: RawResult = serde_json::from_slice(line).map_err(|e| line_error(n, &e))?;
-        out.push(convert(r, hasher, repo_fallback.as_deref()));
+        let validity = if r.verified {
+            Validity::Live
+        } else if unverified_is_inactive && !r.has_verification_error() {
+            Validity::Inactive
+        } else {
+            Validity::Unknown
+        };
+        out.push(convert(r, validity, hasher, repo_fallback.as_deref()));
     }
     Ok(out)
 }
 
-fn convert(r: RawResult, hasher: &SecretHasher, repo_fallback: Option<&str>) -> ObservedFinding {
+fn convert(
+    r: RawResult,
+    validity: Validity,
+    hasher: &SecretHasher,
+    repo_fallback: Option<&str>,
+) -> ObservedFinding {
     let meta = Meta::new(r.source_metadata.as_ref());
     let commit = meta.str("commit").map(str::to_string);
     let file = meta.file();
@@ -215,11 +267,7 @@ fn convert(r: RawResult, hasher: &SecretHasher, repo_fallback: Option<&str>) -> 
         detected_at: None,
         committed_at: meta.str("timestamp").and_then(parse_timestamp),
         closed: None,
-        validity: if r.verified {
-            Validity::Live
-        } else {
-            Validity::Unknown
-        },
+        validity,
         // The scan time: the report's modification time.
         validity_at: None,
         links,

@@ -271,8 +271,12 @@ impl<'c> PollApplier<'c> {
              ON CONFLICT(source) DO UPDATE SET last_success = excluded.last_success",
             params![self.source, self.now],
         )?;
+        // The earliest poll applied, live or backfilled (a backfilled past
+        // scan may come after another source's live poll).
         self.tx.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('first_success', ?1)",
+            "INSERT INTO meta(key, value) VALUES ('first_success', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value
+             WHERE CAST(excluded.value AS INTEGER) < CAST(meta.value AS INTEGER)",
             [self.now.to_string()],
         )?;
         if let Some(t) = self.dated_from {

@@ -268,3 +268,55 @@ fn large_report() {
         other => panic!("{:?}", other.map(|v| v.len())),
     }
 }
+
+#[test]
+fn unverified_is_inactive_only_when_opted_in_and_without_a_verification_error() {
+    let line = |verified: bool, err: &str| {
+        format!(
+            r#"{{"DetectorName":"Github","Verified":{verified},"Raw":"ghp_x{verified}{}"{err}}}"#,
+            err.len()
+        )
+    };
+    let report = [
+        line(true, ""),
+        line(false, ""),
+        line(false, r#","VerificationError":"""#),
+        line(false, r#","VerificationError":null"#),
+        line(false, r#","VerificationError":"dial tcp: no such host""#),
+        line(true, r#","VerificationError":"ignored when verified""#),
+    ]
+    .join("\n");
+    let validities =
+        |v: Vec<ObservedFinding>| -> Vec<Validity> { v.into_iter().map(|f| f.validity).collect() };
+    let off = parse_slice(report.as_bytes(), "r.jsonl", &hasher()).unwrap();
+    assert_eq!(
+        validities(off),
+        [
+            Validity::Live,
+            Validity::Unknown,
+            Validity::Unknown,
+            Validity::Unknown,
+            Validity::Unknown,
+            Validity::Live
+        ]
+    );
+    let on = parse_slice_unverified_inactive(report.as_bytes(), "r.jsonl", &hasher()).unwrap();
+    assert_eq!(
+        validities(on),
+        [
+            Validity::Live,
+            Validity::Inactive,
+            Validity::Inactive,
+            Validity::Inactive,
+            Validity::Unknown,
+            Validity::Live
+        ]
+    );
+    // The fixture: verified, verification error, unverified.
+    let data = std::fs::read(fixture("basic.jsonl")).unwrap();
+    let v = parse_slice_unverified_inactive(&data, "/reports/basic.jsonl", &hasher()).unwrap();
+    assert_eq!(
+        validities(v),
+        [Validity::Live, Validity::Unknown, Validity::Inactive]
+    );
+}
