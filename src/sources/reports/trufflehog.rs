@@ -37,30 +37,32 @@ use crate::hashing::SecretHasher;
 use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
 use serde::Deserialize;
 use serde_json::Value;
+use super::borrowed::Str;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One trufflehog result; only the fields we use. Unknown fields (and the
 /// ones deliberately left out: `Redacted`, `ExtraData`, ...) are skipped
-/// without being kept.
+/// without being kept. The secret (`Raw`, `RawV2`) is borrowed from the
+/// report's bytes unless it holds escapes: a huge one is hashed in place.
 #[derive(Deserialize)]
-struct RawResult {
+struct RawResult<'a> {
     #[serde(rename = "SourceMetadata", default)]
     source_metadata: Option<SourceMetadata>,
     #[serde(rename = "DetectorName")]
     detector_name: String,
     #[serde(rename = "Verified", default)]
     verified: bool,
-    #[serde(rename = "Raw")]
-    raw: String,
-    #[serde(rename = "RawV2", default)]
-    raw_v2: Option<String>,
+    #[serde(rename = "Raw", borrow)]
+    raw: Str<'a>,
+    #[serde(rename = "RawV2", default, borrow)]
+    raw_v2: Option<Str<'a>>,
     /// A string in trufflehog's output; any other JSON value is tolerated.
     #[serde(rename = "VerificationError", default)]
     verification_error: Option<Value>,
 }
 
-impl RawResult {
+impl RawResult<'_> {
     /// Whether the result carries a verification error (not null, not an
     /// empty string).
     fn has_verification_error(&self) -> bool {
@@ -220,7 +222,7 @@ fn parse_with(
 }
 
 fn convert(
-    r: RawResult,
+    r: RawResult<'_>,
     validity: Validity,
     hasher: &SecretHasher,
     repo_fallback: Option<&str>,
@@ -229,7 +231,7 @@ fn convert(
     let commit = meta.str("commit").map(str::to_string);
     let file = meta.file();
     let line = meta.line();
-    let raw = Some(r.raw.as_str()).filter(|s| !s.is_empty());
+    let raw = Some(&*r.raw).filter(|s| !s.is_empty());
     let raw_v2 = r.raw_v2.as_deref().filter(|s| !s.is_empty());
     // Raw is what other scanners report as the secret; RawV2 (id + secret
     // for multi-part credentials) identifies the finding most precisely.
