@@ -22,10 +22,37 @@ use rusqlite::{params, Connection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Points sampled over the longest window. Each point costs one pass over
-/// the findings and exposures tables per window (see docs/ARCHITECTURE.md
-/// for the measured cost); 48 points draw a smooth line at page width.
+/// Points sampled over the longest window; 48 draw a smooth line at page
+/// width. Each point costs several passes over the findings and exposures
+/// tables (see docs/ARCHITECTURE.md for the measured cost), so they are
+/// computed coarse to fine ([`order`]) and no point is started once
+/// [`BUDGET`] is spent (the first and the last point always are): a big
+/// store gets fewer points, never an unbounded wait.
 pub const POINTS: usize = 48;
+
+/// Time after which no further point is computed.
+pub const BUDGET: Duration = Duration::from_secs(2);
+
+/// The order in which the `n` sample indices are computed: the first and
+/// the last, then every 8th, every 4th, every 2nd, the rest; each once.
+pub fn order(n: usize) -> Vec<usize> {
+    let mut done = vec![false; n];
+    let mut out = Vec::with_capacity(n);
+    let mut take = |i: usize, out: &mut Vec<usize>| {
+        if i < n && !done[i] {
+            done[i] = true;
+            out.push(i);
+        }
+    };
+    take(0, &mut out);
+    take(n.saturating_sub(1), &mut out);
+    for step in [8, 4, 2, 1] {
+        for i in (0..n).step_by(step) {
+            take(i, &mut out);
+        }
+    }
+    out
+}
 
 /// The dashboards bundled in the binary, served at `/dashboards/<name>.json`:
 /// the versions that match the metrics this build exports, reachable
@@ -83,6 +110,8 @@ pub struct Trends {
     pub residual: Vec<Option<f64>>,
     /// Recorded overall posture score at each point (None before the first poll).
     pub posture: Vec<Option<f64>>,
+    /// The points sampled; more than `points.len()` when [`BUDGET`] ran out.
+    pub sampled: usize,
     /// How long computing them took.
     pub took: Duration,
 }
@@ -135,13 +164,21 @@ pub fn load(conn: &Connection, policy: &Policy, snap: &Snapshot) -> Result<Trend
         .max()
         .unwrap_or(0);
     let times = sample_times(snap.computed_at, snap.history_start, longest, POINTS);
-    let points = trend(conn, policy, &times)?;
+    let mut points = Vec::with_capacity(times.len());
+    for (k, i) in order(times.len()).into_iter().enumerate() {
+        if k >= 2 && started.elapsed() >= BUDGET {
+            break;
+        }
+        points.extend(trend(conn, policy, &times[i..=i])?);
+    }
+    points.sort_by_key(|p| p.at);
     let at: Vec<i64> = points.iter().map(|p| p.at).collect();
     Ok(Trends {
         computed_at: snap.computed_at,
         residual: recorded(conn, "residual_exposures", &at)?,
         posture: recorded(conn, "posture:overall", &at)?,
         points,
+        sampled: times.len(),
         took: started.elapsed(),
     })
 }

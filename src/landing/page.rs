@@ -371,11 +371,19 @@ fn trends_section(s: &mut String, trends: Option<&Trends>) {
     };
     let _ = writeln!(
         s,
-        "<p class=\"note\">{} points from {} to {} (UTC). Ratios with nothing to divide by are left as gaps. \
+        "<p class=\"note\">{} points from {} to {} (UTC){}. Ratios with nothing to divide by are left as gaps. \
 Residual exposures and the posture score are drawn from the exporter's own polls only.</p>\n<div class=\"charts\">",
         t.points.len(),
         rfc3339(first.at),
-        rfc3339(last.at)
+        rfc3339(last.at),
+        if t.points.len() < t.sampled {
+            format!(
+                "; {} more were not computed: the store is large, the page's cost is bounded",
+                t.sampled - t.points.len()
+            )
+        } else {
+            String::new()
+        }
     );
     for c in charts(t) {
         figure(s, &c);

@@ -207,6 +207,20 @@ fn sample_times_are_even_over_the_longest_window_from_the_history_start() {
 }
 
 #[test]
+fn points_are_computed_coarse_to_fine_first_and_last_first() {
+    let o = order(POINTS);
+    assert_eq!(o[..7], [0, 47, 8, 16, 24, 32, 40]);
+    assert_eq!(o[7..13], [4, 12, 20, 28, 36, 44]);
+    assert_eq!(o[13..16], [2, 6, 10]);
+    assert_eq!(o[25..28], [1, 3, 5]);
+    let mut all = o.clone();
+    all.sort();
+    assert_eq!(all, (0..POINTS).collect::<Vec<_>>());
+    assert_eq!(order(1), vec![0]);
+    assert_eq!(order(0), Vec::<usize>::new());
+}
+
+#[test]
 fn an_empty_store_reads_no_history_yet_without_a_chart() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
@@ -214,6 +228,7 @@ fn an_empty_store_reads_no_history_yet_without_a_chart() {
     let snap = compute(&store.reader().unwrap(), &p, NOW).unwrap();
     let t = load(&store.reader().unwrap(), &p, &snap).unwrap();
     assert!(t.points.is_empty() && t.residual.is_empty() && t.posture.is_empty());
+    assert_eq!(t.sampled, 0);
     let html = page::render(&Input {
         telemetry_path: "/metrics",
         snapshot: &snap,
@@ -262,6 +277,7 @@ fn trends_over_a_store_with_history() {
     let snap = snap.unwrap();
     let t = load(&store.reader().unwrap(), &p, &snap).unwrap();
     assert_eq!(t.points.len(), POINTS);
+    assert_eq!(t.sampled, POINTS);
     assert_eq!(t.points[0].at, NOW - 30 * DAY);
     let last = t.points.last().unwrap();
     assert_eq!(last.at, NOW);
@@ -294,6 +310,23 @@ fn trends_over_a_store_with_history() {
         "{html}"
     );
     assert!(html.contains("<dt>Time to revoke (median)</dt><dd class=\"v\">4.0 d</dd>"));
+    assert!(!html.contains("were not computed"));
+
+    // The budget ran out after the first and the last point: two points,
+    // and the page says so.
+    let mut cut = t.clone();
+    cut.points = vec![t.points[0].clone(), t.points[POINTS - 1].clone()];
+    cut.residual = vec![t.residual[0], t.residual[POINTS - 1]];
+    cut.posture = vec![t.posture[0], t.posture[POINTS - 1]];
+    let html = page::render(&Input {
+        telemetry_path: "/metrics",
+        snapshot: &snap,
+        statuses: &BTreeMap::new(),
+        trends: Some(&cut),
+    });
+    assert!(html.contains("<p class=\"note\">2 points from "), "{html}");
+    assert!(html.contains("; 46 more were not computed: the store is large"));
+    assert_eq!(html.matches("data-points=\"0\"").count(), 0);
 }
 
 #[test]
@@ -361,6 +394,12 @@ fn trend_cost_over_a_big_store() {
                     CASE WHEN (1 + i % {e}) % 3 = 0 THEN {base} + ((1 + i % {e}) * 7919) % {span} + 86400 * ((1 + i % {e}) % 9) END,
                     'unknown'
              FROM x;
+             WITH RECURSIVE d(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM d WHERE i < 60)
+             INSERT INTO history(series, ts, value)
+             SELECT 'exposed_secrets', {fs} + i * 86400,
+                    (SELECT COUNT(*) FROM exposures WHERE first_detected_at <= {fs} + i * 86400
+                       AND (closed_at IS NULL OR closed_at > {fs} + i * 86400))
+             FROM d;
              INSERT INTO meta(key, value) VALUES ('first_success', '{fs}')
                ON CONFLICT(key) DO UPDATE SET value = excluded.value;
              COMMIT;",
@@ -378,7 +417,7 @@ fn trend_cost_over_a_big_store() {
     let p = crate::kpi::tests::policy(&[7 * DAY, 30 * DAY, 90 * DAY]);
     let conn = store.reader().unwrap();
     let snap = compute(&conn, &p, NOW).unwrap();
-    for points in [12, 24, 48] {
+    for points in [2, 7] {
         let times = sample_times(NOW, snap.history_start, 90 * DAY, points);
         let t = std::time::Instant::now();
         let out = crate::kpi::history::trend(&conn, &p, &times).unwrap();
@@ -389,4 +428,11 @@ fn trend_cost_over_a_big_store() {
             t.elapsed() / out.len().max(1) as u32
         );
     }
+    let t = std::time::Instant::now();
+    let out = load(&conn, &p, &snap).unwrap();
+    eprintln!(
+        "load (budget {BUDGET:?}): {} points in {:.2?}",
+        out.points.len(),
+        t.elapsed()
+    );
 }
