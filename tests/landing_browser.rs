@@ -342,3 +342,40 @@ fn the_landing_page_tells_the_outcome_story_in_a_browser() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// First start, nothing applied yet (the only source fails): the page says
+/// there is no history, draws no chart, and shows the source's error.
+#[test]
+fn an_empty_store_says_no_history_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.json"), "not a report").unwrap();
+    let cfg = dir.path().join("nhi.yaml");
+    std::fs::write(
+        &cfg,
+        "state: {path: state.db}\nsources: [{name: scans, type: gitleaks, interval: 1h, paths: ['bad.json']}]\n",
+    )
+    .unwrap();
+    let ex = Exporter::start(&cfg, &dir.path().join("log"), &[]);
+    ex.wait_for("the first poll", |m| {
+        m.get("nhi_source_up", &[("source", "scans")]) == Some(0.0)
+    });
+    let (code, html) = ex.get("/");
+    assert_eq!(code, 200);
+    assert!(
+        html.contains("No history yet: the trends appear after the first successful poll."),
+        "{html}"
+    );
+    assert!(!html.contains("<svg"), "{html}");
+    assert!(
+        html.contains("<dt>Exposed secrets</dt><dd class=\"v\">0</dd>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td>scans</td><td>gitleaks</td><td>down</td><td>never</td><td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("bad.json: line 1 column 2: invalid JSON syntax"),
+        "{html}"
+    );
+}
