@@ -251,7 +251,22 @@ fn figure(s: &mut String, c: &Chart) {
         })
         .collect();
     s.push_str(&lines.join("<br>"));
-    s.push_str("</p></figure>\n");
+    s.push_str("</p>");
+    // Every value, for screen readers and for copying.
+    s.push_str("<details><summary>Data table</summary><table><tr><th>time (UTC)</th>");
+    for l in &c.lines {
+        let _ = write!(s, "<th>{}</th>", html_escape(&l.name));
+    }
+    s.push_str("</tr>");
+    for (i, t) in c.times.iter().enumerate() {
+        let _ = write!(s, "<tr><td>{}</td>", rfc3339(*t));
+        for l in &c.lines {
+            let v = l.values.get(i).copied().flatten();
+            let _ = write!(s, "<td>{}</td>", html_escape(&opt(c.unit, v)));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</table></details></figure>\n");
 }
 
 /// The charts of the trends section, in page order.

@@ -311,6 +311,12 @@ fn trends_over_a_store_with_history() {
     );
     assert!(html.contains("<dt>Time to revoke (median)</dt><dd class=\"v\">4.0 d</dd>"));
     assert!(!html.contains("were not computed"));
+    // Each chart's values as a table: the last row of the exposures chart.
+    assert_eq!(html.matches("<summary>Data table</summary>").count(), 7);
+    assert!(
+        html.contains("<tr><td>2026-09-21T14:13:20Z</td><td>9</td></tr></table></details>"),
+        "{html}"
+    );
 
     // The budget ran out after the first and the last point: two points,
     // and the page says so.
