@@ -147,6 +147,7 @@ fn main() {
             web: Arc::new(RwLock::new(Arc::new(WebConfig::plain()))),
             reload: Arc::new(|| Ok(())),
             lifecycle: false,
+            landing: Default::default(),
         };
         let stop = CancellationToken::new();
         tokio::spawn(server::serve(srv, listener, stop.clone()));

@@ -2,6 +2,7 @@
 # Runs every test of nhi-exporter. On a fresh machine it first installs what
 # the tests need: Debian's prometheus package (promtool and the server),
 # prometheus-alertmanager (the server and amtool), jsonnet (the mixin), git,
+# chromium (headless, for the landing page test),
 # and a Python virtualenv (.venv) with the pinned scanners the tests run.
 # Usage: scripts/test.sh [--install-only]
 set -euo pipefail
@@ -28,6 +29,8 @@ install_debian_packages() {
   command -v git >/dev/null || missing+=(git)
   command -v curl >/dev/null || missing+=(curl ca-certificates)
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
+  # Headless browser of the landing page test (tests/landing_browser.rs).
+  command -v chromium >/dev/null || missing+=(chromium)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
@@ -39,6 +42,7 @@ install_debian_packages() {
   promtool --version | head -1
   amtool --version 2>&1 | head -1
   jsonnet --version
+  chromium --version 2>/dev/null | head -1
 }
 
 install_python_tools() {

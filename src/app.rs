@@ -275,6 +275,15 @@ impl App {
         Ok(snap)
     }
 
+    /// The latest KPI snapshot (what `/metrics` and the landing page show).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.view
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot
+            .clone()
+    }
+
     fn set_snapshot(&self, snap: Snapshot) {
         let mut v = self.view.write().unwrap_or_else(|p| p.into_inner());
         v.snapshot = Arc::new(snap);

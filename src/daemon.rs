@@ -179,6 +179,7 @@ pub async fn run_daemon(cli: &Cli) -> Result<(), RunError> {
         web,
         reload: reload.clone(),
         lifecycle: cli.enable_lifecycle,
+        landing: Default::default(),
     };
     let server_task = tokio::spawn(server::serve_with(
         srv,

@@ -2,7 +2,8 @@
 //!
 //! Layout: [`config`] (strict YAML, validation), [`sources`] (one module per
 //! source type, plus the runner), [`store`] (SQLite lifecycle), [`kpi`]
-//! (snapshot and collector), [`server`] (HTTP), [`app`] (shared state).
+//! (snapshot and collector), [`server`] (HTTP), [`landing`] (the `/` page),
+//! [`app`] (shared state).
 
 pub mod app;
 pub mod backfill;
@@ -15,6 +16,7 @@ pub mod fuzzing;
 pub mod hashing;
 pub mod health;
 pub mod kpi;
+pub mod landing;
 pub mod logging;
 pub mod model;
 pub mod poll;

@@ -1,10 +1,11 @@
-//! HTTP: `/` landing page, the telemetry path, `/-/healthy`, `/-/ready`,
+//! HTTP: `/` landing page (built in [`crate::landing`]), the bundled
+//! dashboards at `/dashboards/<name>.json`, the telemetry path, `/-/healthy`, `/-/ready`,
 //! `POST /-/reload`, with the exporter-toolkit web config (TLS, basic auth).
 //! The telemetry path serves the pre-rendered exposition: a scrape never
 //! touches the store or an upstream.
 
 use crate::app::App;
-use crate::health::{REVISION, VERSION};
+use crate::landing;
 use crate::webconfig::WebConfig;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -34,6 +35,8 @@ pub struct Server {
     /// anyone who reaches the port could make the exporter re-read its
     /// files, so it is refused (403), as Prometheus refuses it.
     pub lifecycle: bool,
+    /// The landing page's trends, cached per snapshot.
+    pub landing: Arc<landing::Cache>,
 }
 
 fn resp(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -60,13 +63,6 @@ fn accepts_gzip(h: &hyper::HeaderMap) -> bool {
                 (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
             })
         })
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 impl Server {
@@ -207,7 +203,17 @@ impl Server {
                     .insert("Allow", HeaderValue::from_static("POST"));
                 r
             }
-            ("/", true, _) => resp(StatusCode::OK, "text/html; charset=utf-8", self.landing()),
+            ("/", true, _) => self.landing().await,
+            (p, true, _) if p.starts_with("/dashboards/") => {
+                match landing::dashboard(&p["/dashboards/".len()..]) {
+                    Some(json) => resp(StatusCode::OK, "application/json", json),
+                    None => resp(
+                        StatusCode::NOT_FOUND,
+                        "text/plain; charset=utf-8",
+                        "Not Found\n",
+                    ),
+                }
+            }
             _ => resp(
                 StatusCode::NOT_FOUND,
                 "text/plain; charset=utf-8",
@@ -216,48 +222,24 @@ impl Server {
         }
     }
 
-    fn landing(&self) -> String {
-        let mut rows = String::new();
-        for (name, s) in self.app.statuses() {
-            let health = if !s.polled {
-                "pending"
-            } else if s.up {
-                "up"
-            } else {
-                "down"
-            };
-            let last = s
-                .last_success
-                .map(|t| {
-                    time::OffsetDateTime::from_unix_timestamp(t)
-                        .ok()
-                        .and_then(|d| {
-                            d.format(&time::format_description::well_known::Rfc3339)
-                                .ok()
-                        })
-                        .unwrap_or_default()
-                })
-                .unwrap_or_else(|| "never".into());
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                html_escape(&name),
-                html_escape(&s.source_type),
-                health,
-                html_escape(&last),
-                s.last_errors
-                    .iter()
-                    .map(|e| html_escape(e))
-                    .collect::<Vec<_>>()
-                    .join("<br>\n"),
-            ));
-        }
-        let tp = html_escape(&self.telemetry_path);
-        format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>nhi-exporter</title></head><body>\n\
-             <h1>nhi-exporter</h1>\n<p>Outcome KPIs of non-human identity security. Version {VERSION} (revision {REVISION}).</p>\n\
-             <p><a href=\"{tp}\">Metrics</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\n\
-             <h2>Sources</h2>\n<table border=\"1\" cellpadding=\"4\">\n<tr><th>Source</th><th>Type</th><th>Status</th><th>Last success</th><th>Errors of the last poll</th></tr>\n{rows}</table>\n</body></html>\n"
-        )
+    /// The landing page: the snapshot's KPIs, their trends (computed off
+    /// the executor, once per snapshot), source health.
+    async fn landing(&self) -> Response<Full<Bytes>> {
+        let snap = self.app.snapshot();
+        let trends = self.landing.get(&self.app, &snap).await;
+        let statuses = self.app.statuses();
+        let body = landing::page::render(&landing::page::Input {
+            telemetry_path: &self.telemetry_path,
+            snapshot: &snap,
+            statuses: &statuses,
+            trends: trends.as_deref(),
+        });
+        let mut r = resp(StatusCode::OK, "text/html; charset=utf-8", body);
+        r.headers_mut().insert(
+            hyper::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(landing::page::CSP),
+        );
+        r
     }
 }
 

@@ -115,6 +115,20 @@ fn tls_and_basic_auth_protect_every_endpoint() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert!(r.text().unwrap().contains("nhi_exporter_build_info"));
+    // The landing page goes through the same handler: TLS, basic auth, the
+    // configured headers, and its own Content-Security-Policy.
+    let r = c
+        .get(ex.url("/"))
+        .basic_auth("prometheus", Some("correct horse"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        nhi_exporter::landing::page::CSP
+    );
+    assert!(r.text().unwrap().contains("<h2>Headline KPIs</h2>"));
     // Plain HTTP to the TLS port gets no metrics.
     let plain = reqwest::blocking::Client::new()
         .get(format!("http://127.0.0.1:{}/metrics", ex.port))

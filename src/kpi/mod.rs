@@ -271,7 +271,12 @@ pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Resul
     if s.first_success.is_none() {
         return Ok(());
     }
-    let mut series: Vec<(String, f64)> = vec![("exposed_secrets".into(), s.exposed_total() as f64)];
+    let mut series: Vec<(String, f64)> = vec![
+        ("exposed_secrets".into(), s.exposed_total() as f64),
+        // Not reconstructible from the sources' dates (it needs the
+        // secret's state over time): the landing page draws it from here.
+        ("residual_exposures".into(), s.residual_exposures as f64),
+    ];
     for (dim, v) in &s.posture {
         series.push((format!("posture:{dim}"), *v));
     }
@@ -294,7 +299,7 @@ pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Resul
 #[cfg(test)]
 mod history_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Persisted counters, under their metric names. Events this build does not
 /// export are skipped.

@@ -8,7 +8,7 @@ use std::time::Duration;
 const DAY: i64 = 86_400;
 const T0: i64 = 1_790_000_000;
 
-pub(super) fn policy(windows: &[i64]) -> Policy {
+pub(crate) fn policy(windows: &[i64]) -> Policy {
     Policy {
         max_credential_age: Duration::from_secs(90 * DAY as u64),
         unused_after: Duration::from_secs(90 * DAY as u64),
