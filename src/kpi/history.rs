@@ -211,8 +211,8 @@ fn windows_many(
             }
         }
     }
-    let f_counts = detection_counts(conn, "findings", "detected_at", &ranges)?;
-    let e_counts = detection_counts(conn, "exposures", "first_detected_at", &ranges)?;
+    let f_counts = range_counts(conn, "findings", &FINDING_COUNTS, &ranges)?;
+    let e_counts = range_counts(conn, "exposures", &EXPOSURE_COUNTS, &ranges)?;
     let window_starts: Vec<i64> = ranges
         .chunks(per_end)
         .flat_map(|c| c[..n].iter().map(|r| r.0))
@@ -265,22 +265,41 @@ fn windows_many(
     Ok(out)
 }
 
-fn count(conn: &Connection, sql: &str, start: i64, now: i64) -> Result<i64, StoreError> {
-    Ok(conn.query_row(sql, params![start, now], |r| r.get(0))?)
-}
+/// Per (start, end) range, what the windows count of the findings:
+/// detected before the start, detected in the range, closed in the range,
+/// closed before the start.
+const FINDING_COUNTS: [&str; 4] = [
+    "detected_at < ?S",
+    "detected_at >= ?S AND detected_at <= ?E",
+    "closed_at >= ?S AND closed_at <= ?E",
+    "closed_at < ?S",
+];
 
-/// For each (start, end) range: (rows detected before start, rows
-/// detected in [start, end]), from one scan of `table`.
-fn detection_counts(
+/// Per range, of the exposures: first detected before the start, first
+/// detected in the range, confirmed revoked in the range, closed or
+/// revoked before the start.
+const EXPOSURE_COUNTS: [&str; 4] = [
+    "first_detected_at < ?S",
+    "first_detected_at >= ?S AND first_detected_at <= ?E",
+    "revoked_at >= ?S AND revoked_at <= ?E",
+    "closed_at < ?S OR revoked_at < ?S",
+];
+
+/// For each (start, end) range, the rows of `table` matching each of
+/// `conds` (`?S` and `?E` standing for the range's start and end), from
+/// one scan of the table per [`MAX_COLUMNS`] columns: every window of every
+/// point costs no query of its own.
+fn range_counts(
     conn: &Connection,
     table: &str,
-    column: &str,
+    conds: &[&str; 4],
     ranges: &[(i64, i64)],
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    if ranges.len() > MAX_COLUMNS / 2 {
+) -> Result<Vec<[i64; 4]>, StoreError> {
+    let per_scan = MAX_COLUMNS / conds.len();
+    if ranges.len() > per_scan {
         let mut out = Vec::with_capacity(ranges.len());
-        for chunk in ranges.chunks(MAX_COLUMNS / 2) {
-            out.extend(detection_counts(conn, table, column, chunk)?);
+        for chunk in ranges.chunks(per_scan) {
+            out.extend(range_counts(conn, table, conds, chunk)?);
         }
         return Ok(out);
     }
@@ -291,19 +310,24 @@ fn detection_counts(
     let mut params: Vec<i64> = Vec::new();
     for (i, (start, end)) in ranges.iter().enumerate() {
         let (ps, pe) = (2 * i + 1, 2 * i + 2);
-        cols.push(format!("COUNT(*) FILTER (WHERE {column} < ?{ps})"));
-        cols.push(format!(
-            "COUNT(*) FILTER (WHERE {column} >= ?{ps} AND {column} <= ?{pe})"
-        ));
+        for c in conds {
+            let c = c
+                .replace("?S", &format!("?{ps}"))
+                .replace("?E", &format!("?{pe}"));
+            cols.push(format!("COUNT(*) FILTER (WHERE {c})"));
+        }
         params.extend([*start, *end]);
     }
     let sql = format!("SELECT {} FROM {table}", cols.join(", "));
     let row = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
-        (0..ranges.len() * 2)
+        (0..cols.len())
             .map(|i| r.get::<_, i64>(i))
             .collect::<Result<Vec<_>, _>>()
     })?;
-    Ok(row.chunks(2).map(|c| (c[0], c[1])).collect())
+    Ok(row
+        .chunks(conds.len())
+        .map(|c| [c[0], c[1], c[2], c[3]])
+        .collect())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -313,47 +337,20 @@ fn window_kpis(
     label: &str,
     start: i64,
     now: i64,
-    (findings_before, detected_in): (i64, i64),
-    (exposures_before, opened_in): (i64, i64),
+    [findings_before, detected_in, closed_in, closed_before]: [i64; 4],
+    [exposures_before, opened_in, revoked_in, gone_before]: [i64; 4],
     exposed_then: f64,
 ) -> Result<WindowKpis, StoreError> {
     // Findings: closed in the window / (open at its start + detected in it).
     // A finding closed before the start was detected before it, so
-    // open-at-start = detected before - closed before (closed_at is indexed).
-    let closed_in = count(
-        conn,
-        "SELECT COUNT(*) FROM findings WHERE closed_at >= ?1 AND closed_at <= ?2",
-        start,
-        now,
-    )?;
-    let open_at_start = (findings_before
-        - count(
-            conn,
-            "SELECT COUNT(*) FROM findings WHERE closed_at < ?1 AND ?2 >= ?1",
-            start,
-            now,
-        )?)
-    .max(0);
+    // open-at-start = detected before - closed before.
+    let open_at_start = (findings_before - closed_before).max(0);
     let closure_ratio = windows::ratio(closed_in, open_at_start + detected_in);
 
     // Exposures: confirmed revoked in the window / (open and unrevoked at its
-    // start + opened in it), by inclusion-exclusion over the indexes.
-    let revoked_in = count(
-        conn,
-        "SELECT COUNT(*) FROM exposures WHERE revoked_at >= ?1 AND revoked_at <= ?2",
-        start,
-        now,
-    )?;
-    let exp_open_at_start = (exposures_before
-        - count(
-            conn,
-            "SELECT (SELECT COUNT(*) FROM exposures WHERE closed_at < ?1)
-                  + (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1)
-                  - (SELECT COUNT(*) FROM exposures WHERE revoked_at < ?1 AND closed_at < ?1) + 0 * ?2",
-            start,
-            now,
-        )?)
-    .max(0);
+    // start + opened in it); one closed or revoked before the start was
+    // detected before it.
+    let exp_open_at_start = (exposures_before - gone_before).max(0);
     let exposure_reduction_ratio = windows::ratio(revoked_in, exp_open_at_start + opened_in);
 
     let mut ttr: Vec<i64> = {

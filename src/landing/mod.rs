@@ -23,35 +23,46 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Points sampled over the longest window; 48 draw a smooth line at page
-/// width. Each point costs several passes over the findings and exposures
-/// tables (see docs/ARCHITECTURE.md for the measured cost), so they are
-/// computed coarse to fine ([`order`]) and no point is started once
-/// [`BUDGET`] is spent (the first and the last point always are): a big
-/// store gets fewer points, never an unbounded wait.
+/// width. [`trend`] computes any number of points from one counting pass
+/// over the findings and exposures tables plus indexed lookups per point
+/// (see docs/ARCHITECTURE.md for the measured cost); the points are still
+/// computed coarse to fine in [`levels`], and no level is started once
+/// [`BUDGET`] is spent (the first always is): a big store gets fewer
+/// points, never an unbounded wait.
 pub const POINTS: usize = 48;
 
-/// Time after which no further point is computed.
+/// Time after which no further level of points is computed.
 pub const BUDGET: Duration = Duration::from_secs(2);
 
-/// The order in which the `n` sample indices are computed: the first and
-/// the last, then every 8th, every 4th, every 2nd, the rest; each once.
-pub fn order(n: usize) -> Vec<usize> {
+/// The `n` sample indices in levels, coarse to fine: the first and the last
+/// with every 8th, then every 4th, every 2nd, the rest; each index once.
+pub fn levels(n: usize) -> Vec<Vec<usize>> {
     let mut done = vec![false; n];
-    let mut out = Vec::with_capacity(n);
-    let mut take = |i: usize, out: &mut Vec<usize>| {
-        if i < n && !done[i] {
-            done[i] = true;
-            out.push(i);
-        }
-    };
-    take(0, &mut out);
-    take(n.saturating_sub(1), &mut out);
+    let mut out: Vec<Vec<usize>> = Vec::new();
     for step in [8, 4, 2, 1] {
-        for i in (0..n).step_by(step) {
-            take(i, &mut out);
+        let mut level = Vec::new();
+        let firsts = if step == 8 {
+            vec![0, n.saturating_sub(1)]
+        } else {
+            vec![]
+        };
+        for i in firsts.into_iter().chain((0..n).step_by(step)) {
+            if i < n && !done[i] {
+                done[i] = true;
+                level.push(i);
+            }
+        }
+        if !level.is_empty() {
+            out.push(level);
         }
     }
     out
+}
+
+/// The order in which the `n` sample indices are computed (the levels,
+/// flattened).
+pub fn order(n: usize) -> Vec<usize> {
+    levels(n).concat()
 }
 
 /// The dashboards bundled in the binary, served at `/dashboards/<name>.json`:
@@ -165,11 +176,12 @@ pub fn load(conn: &Connection, policy: &Policy, snap: &Snapshot) -> Result<Trend
         .unwrap_or(0);
     let times = sample_times(snap.computed_at, snap.history_start, longest, POINTS);
     let mut points = Vec::with_capacity(times.len());
-    for (k, i) in order(times.len()).into_iter().enumerate() {
-        if k >= 2 && started.elapsed() >= BUDGET {
+    for (k, level) in levels(times.len()).into_iter().enumerate() {
+        if k >= 1 && started.elapsed() >= BUDGET {
             break;
         }
-        points.extend(trend(conn, policy, &times[i..=i])?);
+        let at: Vec<i64> = level.iter().map(|&i| times[i]).collect();
+        points.extend(trend(conn, policy, &at)?);
     }
     points.sort_by_key(|p| p.at);
     let at: Vec<i64> = points.iter().map(|p| p.at).collect();

@@ -29,6 +29,7 @@
 //! `Raw`, `RawV2`, `Redacted`, `ExtraData` and `StructuredData` are never
 //! kept: the first two are hashed and dropped, the others not even read.
 
+use super::borrowed::Str;
 use super::files::{
     check_utf8, credential_links, json_error_kind, repository_from_link, repository_from_url,
     strip_bom, ParseError,
@@ -37,7 +38,6 @@ use crate::hashing::SecretHasher;
 use crate::model::{ExposureKey, Location, ObservedFinding, Validity};
 use serde::Deserialize;
 use serde_json::Value;
-use super::borrowed::Str;
 use std::collections::BTreeMap;
 use std::path::Path;
 
