@@ -324,11 +324,13 @@ fn canary_where_shown(text: &str, credentials_only: bool) -> bool {
     }
     match serde_yaml::from_str::<serde_yaml::Value>(text) {
         Ok(v) => walk(&v, "", credentials_only),
-        // Not a tree (a duplicate key, say) that a struct may still read
-        // up to a key it rejects: what precedes a `:` on a line may be a key.
+        // Not a tree (a duplicate key, or `key: value:` further on) that a
+        // struct may still read up to a key it rejects: whatever precedes
+        // the last `:` on a line may be a key (`a:b c: d` has the key
+        // `a:b c`), and keys are named in errors by design.
         Err(_) => text
             .lines()
-            .any(|l| l.split_once(':').is_some_and(|(k, _)| contains_canary(k))),
+            .any(|l| l.rsplit_once(':').is_some_and(|(k, _)| contains_canary(k))),
     }
 }
 
