@@ -227,4 +227,10 @@ fn regressions() {
         std::fs::read(fuzz_dir().join("corpus/web_config/canary-in-a-key-of-unparsable-yaml.yml"))
             .expect("regression input");
     nhi_exporter::fuzzing::web_config(&key);
+    // Same campaign: a document that is one string holding the words
+    // "unknown variant" was quoted up to them in the error.
+    let marker =
+        std::fs::read(fuzz_dir().join("corpus/web_config/marker-inside-a-quoted-value.yml"))
+            .expect("regression input");
+    nhi_exporter::fuzzing::web_config(&marker);
 }

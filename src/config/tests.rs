@@ -191,3 +191,20 @@ sources: []
         ["Owner", "Contributor", "User Access Administrator"]
     );
 }
+
+/// A marker word inside the quoted value must not be taken for the start
+/// of serde's message (found by the ASan fuzzing campaign: the value before
+/// it was quoted back).
+#[test]
+fn friendly_errors_never_quote_a_value_holding_a_marker() {
+    let msg = "invalid type: string \"tls CANARY-VALUE unknown variant oops\", expected struct Raw";
+    assert_eq!(
+        crate::config::yaml::friendly(msg.to_string()),
+        "invalid type: a string, expected struct Raw"
+    );
+    let msg = "a.b: invalid value: string \"x invalid type: string y\", expected a duration";
+    assert_eq!(
+        crate::config::yaml::friendly(msg.to_string()),
+        "a.b: invalid value, expected a duration"
+    );
+}

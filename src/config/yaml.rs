@@ -131,15 +131,19 @@ pub(crate) fn decode<T: DeserializeOwned>(
 /// A type error quotes the offending value, which may be a credential: drop it.
 pub(crate) fn friendly(msg: String) -> String {
     // serde_yaml may put the key path first (`a.b: invalid type: ...`).
-    for marker in [
+    // Only the earliest marker counts: a later one may be inside the quoted
+    // value (`invalid type: string "… unknown variant …"`).
+    let first = [
         "invalid type: string ",
         "unknown variant ",
         "invalid value: ",
-    ] {
-        if let Some(at) = msg.find(marker).filter(|at| *at > 0) {
-            let (head, tail) = msg.split_at(at);
-            return format!("{head}{}", friendly(tail.to_string()));
-        }
+    ]
+    .iter()
+    .filter_map(|m| msg.find(m))
+    .min();
+    if let Some(at) = first.filter(|at| *at > 0) {
+        let (head, tail) = msg.split_at(at);
+        return format!("{head}{}", friendly(tail.to_string()));
     }
     if let Some(rest) = msg.strip_prefix("unknown field ") {
         // "unknown field `x`, expected one of `a`, `b`"
