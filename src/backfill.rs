@@ -378,6 +378,17 @@ fn configured_jobs(app: &App) -> Vec<Job> {
         .collect()
 }
 
+/// Run `jobs` on a blocking thread; a task that dies fails every job.
+async fn run_jobs(app: &Arc<App>, jobs: &[Job]) -> Vec<Result<BackfillReport, SourceError>> {
+    let (a, j) = (app.clone(), jobs.to_vec());
+    tokio::task::spawn_blocking(move || backfill_all(&a, &j, unix_now()))
+        .await
+        .unwrap_or_else(|e| {
+            let msg = format!("the backfill task failed: {e}");
+            jobs.iter().map(|_| Err(io_error(msg.clone()))).collect()
+        })
+}
+
 /// Run the backfill of every enabled source with a `backfill_dir` before
 /// the first polls (daemon and `--once`). A failure is a logged, counted
 /// poll failure of that source, never fatal; the live poll still runs.
@@ -388,13 +399,7 @@ pub async fn before_first_polls(app: &Arc<App>) -> bool {
         return true;
     }
     let started = std::time::Instant::now();
-    let (a, j) = (app.clone(), jobs.clone());
-    let results = tokio::task::spawn_blocking(move || backfill_all(&a, &j, unix_now()))
-        .await
-        .unwrap_or_else(|e| {
-            let msg = format!("the backfill task failed: {e}");
-            jobs.iter().map(|_| Err(io_error(msg.clone()))).collect()
-        });
+    let results = run_jobs(app, &jobs).await;
     let mut all_ok = true;
     for (job, res) in jobs.iter().zip(results) {
         let s = &job.cfg;
@@ -497,13 +502,7 @@ pub async fn run_command(
     if jobs.is_empty() {
         println!("no source has a backfill_dir: nothing to backfill");
     }
-    let (a, j) = (app.clone(), jobs.clone());
-    let results = tokio::task::spawn_blocking(move || backfill_all(&a, &j, unix_now()))
-        .await
-        .unwrap_or_else(|e| {
-            let msg = format!("the backfill task failed: {e}");
-            jobs.iter().map(|_| Err(io_error(msg.clone()))).collect()
-        });
+    let results = run_jobs(&app, &jobs).await;
     let mut ok = true;
     for (job, res) in jobs.iter().zip(results) {
         let name = &job.cfg.name;
