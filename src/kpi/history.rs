@@ -28,23 +28,26 @@ pub(super) struct At<'a> {
 /// or the earliest detection time a source gave for a finding (a GitHub or
 /// GitLab alert's creation), whichever is earlier.
 pub fn history_start(conn: &Connection) -> Result<Option<i64>, StoreError> {
-    let meta = |key: &str| -> Result<Option<i64>, StoreError> {
-        let v: Option<String> = conn
-            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
-            .query_row([key], |r| r.get(0))
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
-        Ok(v.and_then(|v| v.parse().ok()))
-    };
-    let first = meta("first_success")?;
-    let dated = meta("history_start")?;
+    let first = meta_i64(conn, "first_success")?;
+    let dated = meta_i64(conn, "history_start")?;
     Ok(match (first, dated) {
         (Some(f), Some(d)) => Some(f.min(d)),
         (f, d) => f.or(d),
     })
+}
+
+/// A time kept in the store's `meta` table (`first_success`,
+/// `history_start`); `None` when absent.
+pub(super) fn meta_i64(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
+    let v: Option<String> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(v.and_then(|v| v.parse().ok()))
 }
 
 /// Open exposures (all validities) at each of `ts`: the recorded series
@@ -147,14 +150,7 @@ pub fn trend(
     policy: &Policy,
     times: &[i64],
 ) -> Result<Vec<TrendPoint>, StoreError> {
-    let first_success: Option<i64> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'first_success'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .ok()
-        .and_then(|v| v.parse().ok());
+    let first_success = meta_i64(conn, "first_success")?;
     let start = history_start(conn)?;
     let Some(first) = start else {
         return Ok(Vec::new());

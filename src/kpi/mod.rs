@@ -169,14 +169,7 @@ pub fn compute_with(
         computed_at: now,
         ..Default::default()
     };
-    s.first_success = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'first_success'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
-        .ok()
-        .and_then(|v| v.parse().ok());
+    s.first_success = history::meta_i64(conn, "first_success")?;
 
     let types = type_labels(conn, policy.max_secret_types)?;
     {

@@ -59,12 +59,6 @@ pub fn levels(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
-/// The order in which the `n` sample indices are computed (the levels,
-/// flattened).
-pub fn order(n: usize) -> Vec<usize> {
-    levels(n).concat()
-}
-
 /// The dashboards bundled in the binary, served at `/dashboards/<name>.json`:
 /// the versions that match the metrics this build exports, reachable
 /// where the repository is not (air-gapped installs).

@@ -208,7 +208,7 @@ fn sample_times_are_even_over_the_longest_window_from_the_history_start() {
 
 #[test]
 fn points_are_computed_coarse_to_fine_first_and_last_first() {
-    let o = order(POINTS);
+    let o = levels(POINTS).concat();
     assert_eq!(o[..7], [0, 47, 8, 16, 24, 32, 40]);
     assert_eq!(o[7..13], [4, 12, 20, 28, 36, 44]);
     assert_eq!(o[13..16], [2, 6, 10]);
@@ -216,8 +216,8 @@ fn points_are_computed_coarse_to_fine_first_and_last_first() {
     let mut all = o.clone();
     all.sort();
     assert_eq!(all, (0..POINTS).collect::<Vec<_>>());
-    assert_eq!(order(1), vec![0]);
-    assert_eq!(order(0), Vec::<usize>::new());
+    assert_eq!(levels(1).concat(), vec![0]);
+    assert_eq!(levels(0).concat(), Vec::<usize>::new());
 }
 
 #[test]
