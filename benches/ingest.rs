@@ -2,18 +2,27 @@
 //!
 //!   cargo bench --bench ingest
 //!   NHI_BENCH_FINDINGS=100000 NHI_BENCH_REPOS=100 cargo bench --bench ingest
+//!   NHI_BENCH_MODE=ratio cargo bench --bench ingest   # against Python's json.load
 //!
-//! Generates gitleaks reports (default 1,000,000 findings over 1,000
-//! repositories) and measures, through the real runner, store and server:
-//! first ingest, an unchanged re-poll, a re-poll after 1% of the reports
-//! changed, KPI recompute, `/metrics` render, scrape latency over loopback
-//! while idle and during an ingest, and peak RSS.
+//! Default mode: generates gitleaks reports (1,000,000 findings over 1,000
+//! repositories, twice: sets A and B) and measures, through the real
+//! runner, store and server: first ingest of A, the KPI recompute after
+//! it and again with nothing changed, an unchanged re-poll, a re-poll
+//! after 1% of the reports changed, the store file, an inventory of 100,000
+//! identities, `/metrics` render, and scrape latency over loopback from 8
+//! keep-alive connections, idle and during the ingest of set B (1M more
+//! findings) with the real exposition of everything above; peak RSS.
+//!
+//! `ratio` mode: 200,000 findings over 200 reports; in the same run, the
+//! time Python's `json.load` takes over the same files (in-process timer,
+//! interpreter start excluded) and the exporter's first ingest of them into
+//! an empty store, three rounds, and the ratio.
 
 use nhi_exporter::app::{unix_now, App};
 use nhi_exporter::poll;
 use nhi_exporter::server::{self, Server};
 use nhi_exporter::webconfig::WebConfig;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -21,7 +30,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::{env_usize, rss_kib};
+use support::{env_usize, inventory, rss_kib, T0};
 
 const RULES: [&str; 12] = [
     "aws-access-token",
@@ -65,18 +74,91 @@ fn write_report(path: &Path, repo: usize, per: usize, salt: &str) {
     w.flush().unwrap();
 }
 
-fn http_get(port: u16, path: &str) -> Duration {
-    let start = Instant::now();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    assert!(buf.starts_with(b"HTTP/1.1 200"));
-    start.elapsed()
+/// One keep-alive connection issuing `GET /metrics` like a Prometheus
+/// scraper (plain text; the body length from `Content-Length`).
+struct Scraper {
+    r: BufReader<std::net::TcpStream>,
+    w: std::net::TcpStream,
+}
+
+impl Scraper {
+    fn connect(port: u16) -> Self {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Scraper {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    /// One scrape: its latency and body size.
+    fn get(&mut self) -> (Duration, usize) {
+        let start = Instant::now();
+        self.w
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut line = String::new();
+        let mut len = 0;
+        let mut first = true;
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).unwrap();
+            if first {
+                assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+                first = false;
+            }
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        self.r.read_exact(&mut body).unwrap();
+        (start.elapsed(), len)
+    }
+}
+
+/// Scrape from `conns` keep-alive connections until `busy` clears (or
+/// `n` scrapes each when `n > 0`), pausing `pause` between a connection's
+/// scrapes; every latency and the last body size.
+fn scrape_load(
+    port: u16,
+    conns: usize,
+    n: usize,
+    pause: Duration,
+    busy: Arc<AtomicBool>,
+) -> (Vec<Duration>, usize) {
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                let mut s = Scraper::connect(port);
+                let mut v = Vec::new();
+                let mut size = 0;
+                while if n > 0 {
+                    v.len() < n
+                } else {
+                    busy.load(Ordering::Relaxed)
+                } {
+                    let (d, len) = s.get();
+                    v.push(d);
+                    size = len;
+                    std::thread::sleep(pause);
+                }
+                (v, size)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    let mut size = 0;
+    for t in threads {
+        let (v, s) = t.join().unwrap();
+        all.extend(v);
+        size = s;
+    }
+    (all, size)
 }
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
@@ -84,26 +166,162 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
+fn generate(dir: &Path, repos: usize, per: usize, salt: &str) -> u64 {
+    std::fs::create_dir_all(dir).unwrap();
+    for r in 0..repos {
+        write_report(&dir.join(format!("repo{r:05}.json")), r, per, salt);
+    }
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+fn config(dir: &Path, sets: &[&str]) -> std::path::PathBuf {
+    let cfg = dir.join("nhi.yaml");
+    let sources: Vec<String> = sets
+        .iter()
+        .map(|s| {
+            format!(
+                "{{name: {s}, type: gitleaks, interval: 1h, timeout: 10m, paths: ['{s}/*.json']}}"
+            )
+        })
+        .collect();
+    std::fs::write(
+        &cfg,
+        format!(
+            "state: {{path: state/state.db}}\nsources: [{}]\n",
+            sources.join(", ")
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Poll one configured source once through the real runner; its time.
+async fn ingest(app: &Arc<App>, name: &str) -> (Duration, poll::PollOutcome) {
+    let scfg = app
+        .config()
+        .sources
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap()
+        .clone();
+    let source = app.source(name).unwrap();
+    let t = Instant::now();
+    let out = poll::poll_once(
+        app.as_ref(),
+        &scfg,
+        source.as_ref(),
+        &CancellationToken::new(),
+    )
+    .await;
+    assert!(out.ok(), "{:?}", out.errors);
+    (t.elapsed(), out)
+}
+
+async fn recompute(app: &Arc<App>) -> Duration {
+    let a = app.clone();
+    let t = Instant::now();
+    tokio::task::spawn_blocking(move || a.recompute(unix_now()).unwrap())
+        .await
+        .unwrap();
+    t.elapsed()
+}
+
+const PY_LOAD: &str = "import json, sys, glob, time
+files = sorted(glob.glob(sys.argv[1] + '/*.json'))
+t = time.perf_counter()
+n = 0
+for p in files:
+    with open(p, 'rb') as f:
+        n += len(json.load(f))
+print(time.perf_counter() - t, n)
+";
+
+/// Python's `json.load` of every report in `dir`: seconds (in-process
+/// timer) and the number of findings it read.
+fn python_load(dir: &Path) -> (f64, usize) {
+    let out = std::process::Command::new("python3")
+        .args(["-c", PY_LOAD])
+        .arg(dir)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8(out.stdout).unwrap();
+    let mut it = s.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}
+
+fn ratio_mode(rt: &tokio::runtime::Runtime) {
+    let total = env_usize("NHI_BENCH_FINDINGS", 200_000);
+    let repos = env_usize("NHI_BENCH_REPOS", 200);
+    let per = total / repos;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = generate(&dir.path().join("a"), repos, per, "v1");
+    println!(
+        "generated {} findings in {repos} reports ({:.0} MiB)",
+        per * repos,
+        bytes as f64 / 1048576.0
+    );
+    python_load(&dir.path().join("a")); // warm the page cache
+    let mut ratios = Vec::new();
+    for round in 1..=3 {
+        let (py, n) = python_load(&dir.path().join("a"));
+        assert_eq!(n, per * repos);
+        let run = dir.path().join(format!("run{round}"));
+        std::fs::create_dir_all(&run).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a"), run.join("a")).unwrap();
+        let cfg = config(&run, &["a"]);
+        let ours = rt.block_on(async {
+            let app = App::open(&cfg).unwrap();
+            let (d, out) = ingest(&app, "a").await;
+            assert_eq!(out.stats.findings_new as usize, n);
+            d
+        });
+        let r = ours.as_secs_f64() / py;
+        ratios.push(r);
+        println!(
+            "round {round}: python json.load {py:.3} s; exporter first ingest {:.3} s; ratio {r:.2}",
+            ours.as_secs_f64()
+        );
+    }
+    ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "ratio (exporter ingest / python json.load): median {:.2}, best {:.2}",
+        ratios[1], ratios[0]
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` discovery
     }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    if std::env::var("NHI_BENCH_MODE").as_deref() == Ok("ratio") {
+        return ratio_mode(&rt);
+    }
     let total = env_usize("NHI_BENCH_FINDINGS", 1_000_000);
     let repos = env_usize("NHI_BENCH_REPOS", 1_000);
+    let identities = env_usize("NHI_BENCH_IDENTITIES", 100_000);
+    let conns = env_usize("NHI_BENCH_CONNECTIONS", 8);
     let per = total / repos;
     let dir = tempfile::tempdir().unwrap();
-    let reports = dir.path().join("reports");
-    std::fs::create_dir_all(&reports).unwrap();
     let t = Instant::now();
-    for r in 0..repos {
-        write_report(&reports.join(format!("repo{r:05}.json")), r, per, "v1");
-    }
-    let bytes: u64 = std::fs::read_dir(&reports)
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
+    let bytes = generate(&dir.path().join("a"), repos, per, "v1");
+    generate(&dir.path().join("b"), repos, per, "v2");
     println!(
-        "generated {} findings in {repos} reports ({:.0} MiB) in {:.1?}",
+        "generated 2 x {} findings in {repos} reports ({:.0} MiB each) in {:.1?}",
         per * repos,
         bytes as f64 / 1048576.0,
         t.elapsed()
@@ -113,31 +331,19 @@ fn main() {
     let t = Instant::now();
     let mut n = 0;
     for r in 0..repos {
-        let p = reports.join(format!("repo{r:05}.json"));
-        let data = std::fs::read(&p).unwrap();
+        let data = std::fs::read(dir.path().join("a").join(format!("repo{r:05}.json"))).unwrap();
         n += nhi_exporter::sources::reports::gitleaks::parse_slice(&data, "x", &hasher)
             .unwrap()
             .len();
     }
     println!(
-        "parse only (read, parse, HMAC): {n} findings in {:.2?}",
+        "parse only (read, parse, HMAC; one thread): {n} findings in {:.2?}",
         t.elapsed()
     );
-    let cfg = dir.path().join("nhi.yaml");
-    std::fs::write(
-        &cfg,
-        "state: {path: state/state.db}\nsources: [{name: bench, type: gitleaks, interval: 1h, timeout: 10m, paths: ['reports/*.json']}]\n",
-    )
-    .unwrap();
+    let cfg = config(dir.path(), &["a", "b"]);
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     rt.block_on(async {
         let app = App::open(&cfg).unwrap();
-        let scfg = app.config().sources[0].clone();
-        let source = app.source(&scfg.name).unwrap();
         app.render();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -152,65 +358,48 @@ fn main() {
         let stop = CancellationToken::new();
         tokio::spawn(server::serve(srv, listener, stop.clone()));
 
-        // Scrape latency while idle.
-        let idle = tokio::task::spawn_blocking(move || {
-            let mut v: Vec<Duration> = (0..500).map(|_| http_get(port, "/metrics")).collect();
-            (percentile(&mut v, 0.5), percentile(&mut v, 0.99))
-        })
-        .await
-        .unwrap();
-
-        // First ingest, with a scraper running alongside.
-        let busy = Arc::new(AtomicBool::new(true));
-        let scraper = {
-            let busy = busy.clone();
-            std::thread::spawn(move || {
-                let mut v = Vec::new();
-                while busy.load(Ordering::Relaxed) {
-                    v.push(http_get(port, "/metrics"));
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                v
-            })
-        };
-        let t = Instant::now();
-        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
-        let first = t.elapsed();
-        busy.store(false, Ordering::Relaxed);
-        let mut during = scraper.join().unwrap();
-        assert!(out.ok(), "{:?}", out.errors);
+        let (first, out) = ingest(&app, "a").await;
         println!(
-            "first ingest: {first:.2?} ({} findings new, {} exposures new)",
-            out.stats.findings_new, out.stats.exposures_new
+            "first ingest: {first:.2?} ({} findings new, {} exposures new); peak RSS so far {} MiB",
+            out.stats.findings_new,
+            out.stats.exposures_new,
+            rss_kib("VmHWM:") / 1024
         );
-        let a = app.clone();
-        let t = Instant::now();
-        tokio::task::spawn_blocking(move || a.recompute(unix_now()).unwrap()).await.unwrap();
-        println!("KPI recompute (new snapshot served after): {:.2?}", t.elapsed());
+        println!("KPI recompute after it: {:.2?}", recompute(&app).await);
+        println!("KPI recompute, nothing changed: {:.2?}", recompute(&app).await);
         let st = app.store.clone();
         let t = Instant::now();
         tokio::task::spawn_blocking(move || st.checkpoint().unwrap()).await.unwrap();
-        println!("WAL checkpoint (after the snapshot is served): {:.2?}", t.elapsed());
+        println!("WAL checkpoint: {:.2?}", t.elapsed());
+        let store_mb = |d: &Path| {
+            std::fs::metadata(d.join("state/state.db")).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
+        };
+        println!("store file after the first ingest: {:.0} MiB", store_mb(dir.path()));
 
-        let t = Instant::now();
-        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
-        assert!(out.ok());
-        println!("unchanged re-poll: {:.2?} ({} targets read)", t.elapsed(), out.stats.targets);
-
+        let (d, out) = ingest(&app, "a").await;
+        println!("unchanged re-poll: {d:.2?} ({} targets read)", out.stats.targets);
         // 1% of the reports changed: every 100th repository drops its last 10% findings.
         for r in (0..repos).step_by(100) {
-            write_report(&reports.join(format!("repo{r:05}.json")), r, per * 9 / 10, "v1");
+            write_report(&dir.path().join("a").join(format!("repo{r:05}.json")), r, per * 9 / 10, "v1");
         }
+        let (d, out) = ingest(&app, "a").await;
+        println!("re-poll with 1% of reports changed: {d:.2?} ({} closed)", out.stats.findings_closed);
+        println!("KPI recompute after it: {:.2?}", recompute(&app).await);
+
+        // An inventory of `identities` identities and 3x credentials.
+        let st = app.store.clone();
         let t = Instant::now();
-        let out = poll::poll_once(app.as_ref(), &scfg, source.as_ref(), &CancellationToken::new()).await;
-        assert!(out.ok());
-        println!(
-            "re-poll with 1% of reports changed: {:.2?} ({} closed)",
-            t.elapsed(),
-            out.stats.findings_closed
-        );
-        let a = app.clone();
-        tokio::task::spawn_blocking(move || a.recompute(unix_now()).unwrap()).await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            let inv = inventory(identities, identities * 3, 0, T0);
+            let mut conn = st.writer();
+            let mut ap = nhi_exporter::store::PollApplier::begin(&mut conn, "aws", T0, 100).unwrap();
+            ap.inventory(&inv).unwrap();
+            ap.commit().unwrap();
+        })
+        .await
+        .unwrap();
+        println!("inventory of {identities} identities applied: {:.2?}", t.elapsed());
+        println!("KPI recompute with it: {:.2?}", recompute(&app).await);
 
         let mut renders = Vec::new();
         for _ in 0..50 {
@@ -226,20 +415,43 @@ fn main() {
             body.len(),
             body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count()
         );
+        let (mut idle, size) = tokio::task::spawn_blocking(move || {
+            scrape_load(port, conns, 200, Duration::from_millis(1), Arc::new(AtomicBool::new(true)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(size, body.len());
         println!(
-            "scrape over loopback, idle: p50 {:.2?} p99 {:.2?}; during first ingest ({} scrapes): p50 {:.2?} p99 {:.2?}",
-            idle.0,
-            idle.1,
+            "scrape, {conns} keep-alive connections, idle ({} scrapes of {size} bytes): p50 {:.2?} p99 {:.2?}",
+            idle.len(),
+            percentile(&mut idle, 0.5),
+            percentile(&mut idle, 0.99)
+        );
+
+        // Set B (1M new findings) ingested while 8 connections scrape.
+        let busy = Arc::new(AtomicBool::new(true));
+        let load = {
+            let busy = busy.clone();
+            std::thread::spawn(move || scrape_load(port, conns, 0, Duration::from_millis(5), busy))
+        };
+        let (d, out) = ingest(&app, "b").await;
+        busy.store(false, Ordering::Relaxed);
+        let (mut during, size) = load.join().unwrap();
+        println!(
+            "second 1M ingest (store already full): {d:.2?} ({} findings new)",
+            out.stats.findings_new
+        );
+        println!(
+            "scrape, {conns} keep-alive connections, during it ({} scrapes of {size} bytes): p50 {:.2?} p99 {:.2?} max {:.2?}",
             during.len(),
             percentile(&mut during, 0.5),
-            percentile(&mut during, 0.99)
+            percentile(&mut during, 0.99),
+            during.iter().max().unwrap()
         );
-        let store_mb = std::fs::metadata(dir.path().join("state/state.db")).map(|m| m.len()).unwrap_or(0) as f64
-            / 1048576.0;
-        println!(
-            "peak RSS: {} MiB; store file: {store_mb:.0} MiB",
-            rss_kib("VmHWM:") / 1024
-        );
+        println!("peak RSS: {} MiB", rss_kib("VmHWM:") / 1024);
         stop.cancel();
     });
+    if std::env::var_os("NHI_BENCH_KEEP").is_some() {
+        println!("kept: {}", dir.keep().display());
+    }
 }

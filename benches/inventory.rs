@@ -12,68 +12,13 @@
 use nhi_exporter::config::{LabelsConfig, Policy};
 use nhi_exporter::kpi;
 use nhi_exporter::model::{
-    CredentialRef, CredentialState, ExposureKey, InventoryScan, Location, ObservedCredential,
-    ObservedFinding, ObservedIdentity, TargetScan, Validity,
+    CredentialRef, ExposureKey, InventoryScan, Location, ObservedFinding, TargetScan, Validity,
 };
 use nhi_exporter::store::{PollApplier, Store};
 use std::time::Instant;
 
 mod support;
-use support::{env_usize, rss_kib};
-
-const T0: i64 = 1_750_000_000;
-const DAY: i64 = 86_400;
-
-fn key_id(i: usize) -> String {
-    format!("AKIA{i:016}")
-}
-
-fn inventory(n_ids: usize, n_creds: usize, inactive_every: usize, at: i64) -> InventoryScan {
-    let identities = (0..n_ids)
-        .map(|i| ObservedIdentity {
-            provider: "aws",
-            account: "123456789012".into(),
-            kind: if i % 5 == 0 { "role" } else { "user" },
-            id: format!("AIDA{i:017}"),
-            name: format!("svc-{i}"),
-            created_at: Some(T0 - (i as i64 % 700) * DAY),
-            last_used_at: (i % 3 != 0).then_some(T0 - (i as i64 % 200) * DAY),
-            usage_tracked: true,
-            team: Some(format!("team-{}", i % 40)),
-            privileged: (i % 50 == 0).then(|| "AdministratorAccess".to_string()),
-            standing: i % 50 == 0,
-            human: i % 20 == 1,
-        })
-        .collect();
-    let credentials = (0..n_creds)
-        .map(|i| ObservedCredential {
-            provider: "aws",
-            account: String::new(),
-            kind: if i % 3 == 2 { "secret" } else { "access_key" },
-            id: key_id(i),
-            identity: Some(format!("AIDA{:017}", i % n_ids.max(1))),
-            team: Some(format!("team-{}", i % 40)),
-            created_at: Some(T0 - (i as i64 % 800) * DAY),
-            last_rotated_at: Some(T0 - (i as i64 % 800) * DAY),
-            expires_at: None,
-            last_used_at: Some(T0 - (i as i64 % 30) * DAY),
-            state: if inactive_every > 0 && i % inactive_every == 0 {
-                CredentialState::Inactive
-            } else {
-                CredentialState::Active
-            },
-            rotation_enabled: i % 3 == 2 && i % 2 == 0,
-            value_hashes: vec![],
-            aliases: Vec::new(),
-        })
-        .collect();
-    InventoryScan {
-        scope: "iam".into(),
-        observed_at: at,
-        identities,
-        credentials,
-    }
-}
+use support::{env_usize, inventory, key_id, rss_kib, T0};
 
 fn apply_inventory(store: &Store, at: i64, inv: &InventoryScan) -> f64 {
     let t = Instant::now();

@@ -83,3 +83,63 @@ pub async fn poll_inventory(
     }
     out
 }
+
+// The synthetic AWS inventory of the inventory and ingest benchmarks.
+use nhi_exporter::model::{CredentialState, InventoryScan, ObservedCredential, ObservedIdentity};
+
+pub const T0: i64 = 1_750_000_000;
+pub const DAY: i64 = 86_400;
+
+pub fn key_id(i: usize) -> String {
+    format!("AKIA{i:016}")
+}
+
+/// A synthetic AWS inventory of one scope: `n_ids` identities (every 50th
+/// standing privileged) and `n_creds` credentials (every `inactive_every`th
+/// inactive when non-zero).
+pub fn inventory(n_ids: usize, n_creds: usize, inactive_every: usize, at: i64) -> InventoryScan {
+    let identities = (0..n_ids)
+        .map(|i| ObservedIdentity {
+            provider: "aws",
+            account: "123456789012".into(),
+            kind: if i % 5 == 0 { "role" } else { "user" },
+            id: format!("AIDA{i:017}"),
+            name: format!("svc-{i}"),
+            created_at: Some(T0 - (i as i64 % 700) * DAY),
+            last_used_at: (i % 3 != 0).then_some(T0 - (i as i64 % 200) * DAY),
+            usage_tracked: true,
+            team: Some(format!("team-{}", i % 40)),
+            privileged: (i % 50 == 0).then(|| "AdministratorAccess".to_string()),
+            standing: i % 50 == 0,
+            human: i % 20 == 1,
+        })
+        .collect();
+    let credentials = (0..n_creds)
+        .map(|i| ObservedCredential {
+            provider: "aws",
+            account: String::new(),
+            kind: if i % 3 == 2 { "secret" } else { "access_key" },
+            id: key_id(i),
+            identity: Some(format!("AIDA{:017}", i % n_ids.max(1))),
+            team: Some(format!("team-{}", i % 40)),
+            created_at: Some(T0 - (i as i64 % 800) * DAY),
+            last_rotated_at: Some(T0 - (i as i64 % 800) * DAY),
+            expires_at: None,
+            last_used_at: Some(T0 - (i as i64 % 30) * DAY),
+            state: if inactive_every > 0 && i % inactive_every == 0 {
+                CredentialState::Inactive
+            } else {
+                CredentialState::Active
+            },
+            rotation_enabled: i % 3 == 2 && i % 2 == 0,
+            value_hashes: vec![],
+            aliases: Vec::new(),
+        })
+        .collect();
+    InventoryScan {
+        scope: "iam".into(),
+        observed_at: at,
+        identities,
+        credentials,
+    }
+}
