@@ -52,51 +52,136 @@ pub(super) fn meta_i64(conn: &Connection, key: &str) -> Result<Option<i64>, Stor
 
 /// Open exposures (all validities) at each of `ts`: the recorded series
 /// from the first poll on; before it, the exposures the sources dated as
-/// detected by then and not closed by then (one scan for all such times).
+/// detected by then and not closed by then (from `times`).
 pub(super) fn exposed_many(
     conn: &Connection,
+    times: &Times,
     observed_from: Option<i64>,
     ts: &[i64],
 ) -> Result<Vec<f64>, StoreError> {
     let mut out = vec![0.0; ts.len()];
-    let mut past = Vec::new();
     for (i, &t) in ts.iter().enumerate() {
         let recorded = if observed_from.is_some_and(|f| t >= f) {
             windows::history_at(conn, "exposed_secrets", t)?
         } else {
             None
         };
-        match recorded {
-            Some(v) => out[i] = v,
-            None => past.push(i),
-        }
-    }
-    for chunk in past.chunks(MAX_COLUMNS) {
-        let cols: Vec<String> = (1..=chunk.len())
-            .map(|p| {
-                format!("COUNT(*) FILTER (WHERE first_detected_at <= ?{p} AND (closed_at IS NULL OR closed_at > ?{p}))")
-            })
-            .collect();
-        let sql = format!("SELECT {} FROM exposures", cols.join(", "));
-        let params: Vec<i64> = chunk.iter().map(|&i| ts[i]).collect();
-        let row: Vec<i64> =
-            conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
-                (0..chunk.len()).map(|c| r.get(c)).collect()
-            })?;
-        for (&i, v) in chunk.iter().zip(row) {
-            out[i] = v as f64;
-        }
+        // Detected by then, less detected and closed by then.
+        out[i] = recorded.unwrap_or_else(|| {
+            (times.le(TimeKind::ExposureDetected, t) - times.le(TimeKind::ExposureClosed, t)) as f64
+        });
     }
     Ok(out)
 }
 
-/// Result columns of one counting scan (SQLite's default limit is 2,000).
-const MAX_COLUMNS: usize = 500;
+/// Which count of [`Times`]: the store's `time_counts` kinds (schema v6,
+/// kept by triggers).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TimeKind {
+    /// Findings by `detected_at`.
+    FindingDetected = 1,
+    /// Findings by `closed_at`.
+    FindingClosed = 2,
+    /// Exposures by `first_detected_at`.
+    ExposureDetected = 3,
+    /// Exposures by `revoked_at`.
+    ExposureRevoked = 4,
+    /// Exposures by the earlier of `closed_at` and `revoked_at`.
+    ExposureGone = 5,
+    /// Closed exposures by the later of `first_detected_at` and `closed_at`.
+    ExposureClosed = 6,
+    /// Open exposures by `first_detected_at`, per validity (7 live,
+    /// 8 inactive, 9 unknown; [`TimeKind::open`]).
+    OpenLive = 7,
+    OpenInactive = 8,
+    OpenUnknown = 9,
+}
+
+impl TimeKind {
+    /// The open exposures of validity `v`.
+    pub(super) fn open(v: crate::model::Validity) -> Self {
+        use crate::model::Validity::*;
+        match v {
+            Live => TimeKind::OpenLive,
+            Inactive => TimeKind::OpenInactive,
+            Unknown => TimeKind::OpenUnknown,
+        }
+    }
+}
+
+/// The counts the windows need, per time: read once (one row per distinct
+/// time, not per finding), then every range of every point is two binary
+/// searches.
+#[derive(Debug, Default)]
+pub(super) struct Times {
+    /// Per kind (index `kind - 1`): (time, rows at or before it), by time.
+    cumulative: [Vec<(i64, i64)>; 9],
+}
+
+impl Times {
+    pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let mut out = Times::default();
+        let mut stmt = conn
+            .prepare_cached("SELECT kind, t, n FROM time_counts WHERE n != 0 ORDER BY kind, t")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind: i64 = r.get(0)?;
+            let Some(v) = usize::try_from(kind - 1)
+                .ok()
+                .and_then(|k| out.cumulative.get_mut(k))
+            else {
+                continue; // a kind a newer build added
+            };
+            let total = v.last().map_or(0, |x| x.1) + r.get::<_, i64>(2)?;
+            v.push((r.get(1)?, total));
+        }
+        Ok(out)
+    }
+
+    fn upto(&self, kind: TimeKind, inclusive: bool, t: i64) -> i64 {
+        let v = &self.cumulative[kind as usize - 1];
+        let i = v.partition_point(|x| if inclusive { x.0 <= t } else { x.0 < t });
+        if i == 0 {
+            0
+        } else {
+            v[i - 1].1
+        }
+    }
+
+    /// Rows of `kind` in all.
+    pub(super) fn total(&self, kind: TimeKind) -> i64 {
+        self.cumulative[kind as usize - 1].last().map_or(0, |x| x.1)
+    }
+
+    /// The earliest time of a row of `kind` (no row counts below 0).
+    pub(super) fn earliest(&self, kind: TimeKind) -> Option<i64> {
+        self.cumulative[kind as usize - 1]
+            .iter()
+            .find(|x| x.1 > 0)
+            .map(|x| x.0)
+    }
+
+    /// Rows of `kind` at or before `t`.
+    pub(super) fn le(&self, kind: TimeKind, t: i64) -> i64 {
+        self.upto(kind, true, t)
+    }
+
+    /// Rows of `kind` before `t`.
+    pub(super) fn lt(&self, kind: TimeKind, t: i64) -> i64 {
+        self.upto(kind, false, t)
+    }
+
+    /// Rows of `kind` in `[start, end]`.
+    pub(super) fn between(&self, kind: TimeKind, start: i64, end: i64) -> i64 {
+        (self.le(kind, end) - self.lt(kind, start)).max(0)
+    }
+}
 
 /// Every configured window as of `s.computed_at`, with the window before
 /// each and the standing-privilege change.
 pub(super) fn windows_now(
     conn: &Connection,
+    times: &Times,
     policy: &Policy,
     s: &Snapshot,
     history_start: Option<i64>,
@@ -110,6 +195,7 @@ pub(super) fn windows_now(
     };
     let mut out = windows_many(
         conn,
+        times,
         policy,
         &[(now, at.exposed)],
         at.posture,
@@ -156,10 +242,20 @@ pub fn trend(
         return Ok(Vec::new());
     };
     let times: Vec<i64> = times.iter().copied().filter(|t| *t >= first).collect();
-    let exposed = exposed_many(conn, first_success, &times)?;
+    let counts = Times::load(conn)?;
+    let exposed = exposed_many(conn, &counts, first_success, &times)?;
     let ends: Vec<(i64, f64)> = times.iter().copied().zip(exposed).collect();
     let none = BTreeMap::new();
-    let windows = windows_many(conn, policy, &ends, &none, first_success, start, false)?;
+    let windows = windows_many(
+        conn,
+        &counts,
+        policy,
+        &ends,
+        &none,
+        first_success,
+        start,
+        false,
+    )?;
     Ok(ends
         .into_iter()
         .zip(windows)
@@ -173,10 +269,12 @@ pub fn trend(
 
 /// The windows ending at each `(now, open exposures then)`, each starting
 /// at `now - length` or at the history's start when that is later. All
-/// detection counts and reconstructed exposure counts come from one scan
-/// per table, whatever the number of ends and windows.
+/// detection counts and reconstructed exposure counts come from `times`,
+/// whatever the number of ends and windows.
+#[allow(clippy::too_many_arguments)]
 fn windows_many(
     conn: &Connection,
+    times: &Times,
     policy: &Policy,
     ends: &[(i64, f64)],
     posture: &BTreeMap<String, f64>,
@@ -207,13 +305,13 @@ fn windows_many(
             }
         }
     }
-    let f_counts = range_counts(conn, "findings", &FINDING_COUNTS, &ranges)?;
-    let e_counts = range_counts(conn, "exposures", &EXPOSURE_COUNTS, &ranges)?;
+    let f_counts: Vec<[i64; 4]> = ranges.iter().map(|r| finding_counts(times, *r)).collect();
+    let e_counts: Vec<[i64; 4]> = ranges.iter().map(|r| exposure_counts(times, *r)).collect();
     let window_starts: Vec<i64> = ranges
         .chunks(per_end)
         .flat_map(|c| c[..n].iter().map(|r| r.0))
         .collect();
-    let exposed_then = exposed_many(conn, observed_from, &window_starts)?;
+    let exposed_then = exposed_many(conn, times, observed_from, &window_starts)?;
     let mut out = Vec::with_capacity(ends.len());
     for (j, &(now, exposed)) in ends.iter().enumerate() {
         let at = At {
@@ -264,66 +362,27 @@ fn windows_many(
 /// Per (start, end) range, what the windows count of the findings:
 /// detected before the start, detected in the range, closed in the range,
 /// closed before the start.
-const FINDING_COUNTS: [&str; 4] = [
-    "detected_at < ?S",
-    "detected_at >= ?S AND detected_at <= ?E",
-    "closed_at >= ?S AND closed_at <= ?E",
-    "closed_at < ?S",
-];
+fn finding_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
+    use TimeKind::*;
+    [
+        t.lt(FindingDetected, start),
+        t.between(FindingDetected, start, end),
+        t.between(FindingClosed, start, end),
+        t.lt(FindingClosed, start),
+    ]
+}
 
 /// Per range, of the exposures: first detected before the start, first
 /// detected in the range, confirmed revoked in the range, closed or
 /// revoked before the start.
-const EXPOSURE_COUNTS: [&str; 4] = [
-    "first_detected_at < ?S",
-    "first_detected_at >= ?S AND first_detected_at <= ?E",
-    "revoked_at >= ?S AND revoked_at <= ?E",
-    "closed_at < ?S OR revoked_at < ?S",
-];
-
-/// For each (start, end) range, the rows of `table` matching each of
-/// `conds` (`?S` and `?E` standing for the range's start and end), from
-/// one scan of the table per [`MAX_COLUMNS`] columns: every window of every
-/// point costs no query of its own.
-fn range_counts(
-    conn: &Connection,
-    table: &str,
-    conds: &[&str; 4],
-    ranges: &[(i64, i64)],
-) -> Result<Vec<[i64; 4]>, StoreError> {
-    let per_scan = MAX_COLUMNS / conds.len();
-    if ranges.len() > per_scan {
-        let mut out = Vec::with_capacity(ranges.len());
-        for chunk in ranges.chunks(per_scan) {
-            out.extend(range_counts(conn, table, conds, chunk)?);
-        }
-        return Ok(out);
-    }
-    if ranges.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut cols = Vec::new();
-    let mut params: Vec<i64> = Vec::new();
-    for (i, (start, end)) in ranges.iter().enumerate() {
-        let (ps, pe) = (2 * i + 1, 2 * i + 2);
-        for c in conds {
-            let c = c
-                .replace("?S", &format!("?{ps}"))
-                .replace("?E", &format!("?{pe}"));
-            cols.push(format!("COUNT(*) FILTER (WHERE {c})"));
-        }
-        params.extend([*start, *end]);
-    }
-    let sql = format!("SELECT {} FROM {table}", cols.join(", "));
-    let row = conn.query_row(&sql, rusqlite::params_from_iter(params.iter()), |r| {
-        (0..cols.len())
-            .map(|i| r.get::<_, i64>(i))
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    Ok(row
-        .chunks(conds.len())
-        .map(|c| [c[0], c[1], c[2], c[3]])
-        .collect())
+fn exposure_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
+    use TimeKind::*;
+    [
+        t.lt(ExposureDetected, start),
+        t.between(ExposureDetected, start, end),
+        t.between(ExposureRevoked, start, end),
+        t.lt(ExposureGone, start),
+    ]
 }
 
 #[allow(clippy::too_many_arguments)]

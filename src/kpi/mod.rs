@@ -186,24 +186,20 @@ pub fn compute_with(
                 .or_default() += r.get::<_, i64>(3)? as u64;
         }
     }
+    // Open exposures per validity and the oldest of each: counts the
+    // applier keeps per time (no scan of the exposures).
+    let times = history::Times::load(conn)?;
     for v in Validity::ALL {
-        s.exposed_secrets.insert(v.as_str().into(), 0);
-    }
-    {
-        let mut stmt = conn.prepare(
-            "SELECT validity, COUNT(*), MIN(first_detected_at) FROM exposures WHERE open_findings > 0 GROUP BY validity",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let v: String = r.get(0)?;
-            s.exposed_secrets
-                .insert(v.clone(), r.get::<_, i64>(1)? as u64);
-            let first: i64 = r.get(2)?;
-            s.oldest_open_age.insert(v, (now - first).max(0) as f64);
+        let kind = history::TimeKind::open(v);
+        s.exposed_secrets
+            .insert(v.as_str().into(), times.total(kind).max(0) as u64);
+        if let Some(first) = times.earliest(kind) {
+            s.oldest_open_age
+                .insert(v.as_str().into(), (now - first).max(0) as f64);
         }
     }
     let (residual, residual_since): (i64, Option<i64>) = conn.query_row(
-        "SELECT COUNT(*), MIN(COALESCE(closed_at, first_detected_at)) FROM exposures WHERE residual = 1",
+        "SELECT COUNT(*), MIN(COALESCE(closed_at, first_detected_at)) FROM exposures INDEXED BY exposures_residual WHERE residual = 1",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -238,7 +234,7 @@ pub fn compute_with(
 
     s.history_start = history::history_start(conn)?;
     let standing = standing_by_source(&s);
-    s.windows = history::windows_now(conn, policy, &s, s.history_start, &standing)?;
+    s.windows = history::windows_now(conn, &times, policy, &s, s.history_start, &standing)?;
     Ok(s)
 }
 

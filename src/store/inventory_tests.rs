@@ -70,7 +70,11 @@ fn inventory(
         credentials,
     })
     .unwrap();
-    ap.commit().unwrap()
+    let stats = ap.commit().unwrap();
+    drop(conn);
+    // Revocations by credential change are kept in the time counts too.
+    crate::store::tests::assert_counts_consistent(store);
+    stats
 }
 
 fn snapshot(store: &Store, now: i64, teams: bool) -> kpi::Snapshot {

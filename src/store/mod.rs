@@ -6,7 +6,7 @@ mod apply;
 mod schema;
 
 pub use apply::{ApplyStats, PollApplier};
-pub use schema::SCHEMA_VERSION;
+pub use schema::{rebuild_time_counts, SCHEMA_VERSION};
 
 /// The migrations, for tests that build an older store.
 #[cfg(test)]

@@ -72,6 +72,34 @@ pub(crate) fn assert_counts_consistent(store: &Store) {
         )
         .unwrap();
     assert_eq!(drift, 0, "exposures.open_findings drifted");
+    // The trigger-kept counts per time (schema v6) equal a recount.
+    let times = |sql: &str| -> Vec<(i64, i64, i64)> {
+        let mut st = r.prepare(sql).unwrap();
+        let v = st
+            .query_map([], |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        v
+    };
+    assert_eq!(
+        times("SELECT kind, t, n FROM time_counts WHERE n != 0 ORDER BY 1, 2"),
+        times(
+            "SELECT kind, t, COUNT(*) FROM (
+                SELECT 1 AS kind, detected_at AS t FROM findings
+                UNION ALL SELECT 2, closed_at FROM findings WHERE closed_at IS NOT NULL
+                UNION ALL SELECT 3, first_detected_at FROM exposures
+                UNION ALL SELECT 4, revoked_at FROM exposures WHERE revoked_at IS NOT NULL
+                UNION ALL SELECT 5, COALESCE(MIN(closed_at, revoked_at), closed_at, revoked_at)
+                    FROM exposures WHERE closed_at IS NOT NULL OR revoked_at IS NOT NULL
+                UNION ALL SELECT 6, MAX(first_detected_at, closed_at) FROM exposures
+                    WHERE closed_at IS NOT NULL
+                UNION ALL SELECT CASE validity WHEN 'live' THEN 7 WHEN 'inactive' THEN 8 ELSE 9 END,
+                    first_detected_at FROM exposures WHERE open_findings > 0)
+             GROUP BY 1, 2 ORDER BY 1, 2"
+        ),
+        "time_counts drifted from the findings and exposures"
+    );
 }
 
 fn open_store(dir: &tempfile::TempDir) -> Store {

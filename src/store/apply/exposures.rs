@@ -28,7 +28,8 @@ impl PollApplier<'_> {
                     e.first_detected_at, e.revoked_at, e.reopened_at, e.confirmed_by,
                     (SELECT validity || ' ' || validity_at FROM findings
                       WHERE exposure_id = ?1 AND validity != 'unknown' AND validity_at IS NOT NULL
-                      ORDER BY validity_at DESC, validity = 'live' DESC LIMIT 1)
+                      ORDER BY validity_at DESC, validity = 'live' DESC LIMIT 1),
+                    e.open_findings, e.validity, e.closed_at
                  FROM exposures e WHERE e.id = ?1",
             )?
             .query_row([id], |r| {
@@ -42,6 +43,13 @@ impl PollApplier<'_> {
                     statement: r
                         .get::<_, Option<String>>(6)?
                         .and_then(|s| parse_statement(&s)),
+                    before: ExposureTimes {
+                        open: r.get::<_, i64>(7)? > 0,
+                        validity: super::findings::validity_str(&r.get::<_, String>(8)?),
+                        first_detected: r.get(2)?,
+                        closed: r.get(9)?,
+                        revoked: r.get(3)?,
+                    },
                 })
             })?;
         let ExposureRow {
@@ -52,6 +60,7 @@ impl PollApplier<'_> {
             mut reopened_at,
             mut confirmed_by,
             statement,
+            before,
         } = row;
         let is_open = open > 0;
         let validity = statement.map(|s| s.0).unwrap_or(Validity::Unknown);
@@ -125,6 +134,16 @@ impl PollApplier<'_> {
                 residual as i64,
                 reopened_at
             ])?;
+        self.account_exposure(
+            Some(&before),
+            &ExposureTimes {
+                open: is_open,
+                validity: validity.as_str(),
+                first_detected,
+                closed: closed_at,
+                revoked: revoked_at,
+            },
+        );
         Ok(())
     }
 
@@ -193,6 +212,8 @@ struct ExposureRow {
     confirmed_by: Option<String>,
     /// The most recent validity statement: (validity, when).
     statement: Option<(Validity, i64)>,
+    /// The row as stored before this recompute.
+    before: ExposureTimes,
 }
 
 /// A credential linked to an exposure, as the inventories know it.

@@ -16,7 +16,7 @@ impl PollApplier<'_> {
         let mut existing: HashMap<String, Existing> = HashMap::new();
         {
             let mut stmt = self.tx.prepare_cached(
-                "SELECT id, scanner_id, exposure_id, open, validity, detected_at, secret_type, validity_at
+                "SELECT id, scanner_id, exposure_id, open, validity, detected_at, secret_type, validity_at, closed_at
                  FROM findings WHERE target_id = ?1",
             )?;
             let mut rows = stmt.query([target_id])?;
@@ -31,6 +31,7 @@ impl PollApplier<'_> {
                         detected_at: r.get(5)?,
                         secret_type: r.get(6)?,
                         validity_at: r.get(7)?,
+                        closed_at: r.get(8)?,
                     },
                 );
             }
@@ -71,9 +72,9 @@ impl PollApplier<'_> {
                 "UPDATE findings SET open = 0, resolution = ?2, closed_at = ?3 WHERE id = ?1",
             )?
             .execute(params![e.id, resolution.as_str(), closed_at])?;
-        self.tx
-            .prepare_cached("UPDATE exposures SET open_findings = open_findings - 1 WHERE id = ?1")?
-            .execute([e.exposure_id])?;
+        // The exposure's open count is recounted by `recompute_exposure`,
+        // which every caller runs before the target's scan ends.
+        self.tick(kind::FINDING_CLOSED, closed_at, 1);
         self.adjust_open(&e.secret_type, &e.validity, -1);
         let source = self.source.clone();
         self.count(
@@ -127,11 +128,10 @@ impl PollApplier<'_> {
                         "UPDATE findings SET open = 1, resolution = NULL, closed_at = NULL WHERE id = ?1",
                     )?
                     .execute([e.id])?;
-                self.tx
-                    .prepare_cached(
-                        "UPDATE exposures SET open_findings = open_findings + 1 WHERE id = ?1",
-                    )?
-                    .execute([e.exposure_id])?;
+                if let Some(t) = e.closed_at {
+                    self.tick(kind::FINDING_CLOSED, t, -1);
+                }
+                // The exposure is recounted (dirty) below.
                 self.adjust_open(&e.secret_type, &e.validity, 1);
                 self.stats.findings_reopened += 1;
                 dirty.insert(e.exposure_id);
@@ -181,6 +181,16 @@ impl PollApplier<'_> {
         let inserted = (changed == 1).then(|| self.tx.last_insert_rowid());
         let exposure_id = match inserted {
             Some(id) => {
+                self.account_exposure(
+                    None,
+                    &ExposureTimes {
+                        open,
+                        validity: f.validity.as_str(),
+                        first_detected: detected_at,
+                        closed: None,
+                        revoked: None,
+                    },
+                );
                 self.stats.exposures_new += 1;
                 if !open || f.validity != Validity::Unknown {
                     dirty.insert(id);
@@ -188,10 +198,32 @@ impl PollApplier<'_> {
                 id
             }
             None => {
-                let (id, open_before): (i64, i64) = self
+                let (id, open_before, before): (i64, i64, ExposureTimes) = self
                     .tx
-                    .prepare_cached("SELECT id, open_findings FROM exposures WHERE key = ?1")?
-                    .query_row([&key], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    .prepare_cached(
+                        "SELECT id, open_findings, validity, first_detected_at, closed_at, revoked_at
+                         FROM exposures WHERE key = ?1",
+                    )?
+                    .query_row([&key], |r| {
+                        let open: i64 = r.get(1)?;
+                        Ok((
+                            r.get(0)?,
+                            open,
+                            ExposureTimes {
+                                open: open > 0,
+                                validity: validity_str(&r.get::<_, String>(2)?),
+                                first_detected: r.get(3)?,
+                                closed: r.get(4)?,
+                                revoked: r.get(5)?,
+                            },
+                        ))
+                    })?;
+                let after = ExposureTimes {
+                    open: before.open || open,
+                    first_detected: before.first_detected.min(detected_at),
+                    ..before.clone()
+                };
+                self.account_exposure(Some(&before), &after);
                 self.tx
                     .prepare_cached(
                         "UPDATE exposures SET open_findings = open_findings + ?2,
@@ -264,6 +296,10 @@ impl PollApplier<'_> {
                 dirty.insert(exposure_id);
             }
         }
+        self.tick(kind::FINDING_DETECTED, detected_at, 1);
+        if let Some(t) = closed_at {
+            self.tick(kind::FINDING_CLOSED, t, 1);
+        }
         *self.detected.entry(type_label).or_default() += 1;
         if open {
             self.adjust_open(&type_name, f.validity.as_str(), 1);
@@ -287,4 +323,9 @@ impl PollApplier<'_> {
 /// else the scan's; `None` for `unknown` (no statement at all).
 fn statement_time(f: &ObservedFinding, scanned_at: i64) -> Option<i64> {
     (f.validity != Validity::Unknown).then(|| f.validity_at.unwrap_or(scanned_at))
+}
+
+/// A stored validity as the static string the counts are keyed by.
+pub(super) fn validity_str(v: &str) -> &'static str {
+    Validity::parse(v).unwrap_or(Validity::Unknown).as_str()
 }

@@ -66,6 +66,7 @@ struct Existing {
     /// When the scanner made its validity statement (live/inactive).
     validity_at: Option<i64>,
     detected_at: i64,
+    closed_at: Option<i64>,
     secret_type: String,
 }
 
@@ -75,6 +76,56 @@ fn scanner_key(id: &str) -> [u8; 16] {
     let mut k = [0u8; 16];
     k.copy_from_slice(&d[..16]);
     k
+}
+
+/// The `time_counts` kinds (schema v6): what the KPI windows count per time.
+pub(super) mod kind {
+    pub const FINDING_DETECTED: u8 = 1;
+    pub const FINDING_CLOSED: u8 = 2;
+    pub const EXPOSURE_DETECTED: u8 = 3;
+    pub const EXPOSURE_REVOKED: u8 = 4;
+    /// The earlier of closed and revoked.
+    pub const EXPOSURE_GONE: u8 = 5;
+    /// Closed: the later of first detected and closed.
+    pub const EXPOSURE_CLOSED: u8 = 6;
+    /// Open, by first detected: 7 + the validity's index (live, inactive,
+    /// unknown), so the oldest open one is the earliest time counted.
+    pub const OPEN_BY_VALIDITY: u8 = 7;
+}
+
+/// What of an exposure row the KPI counts depend on.
+#[derive(Debug, Clone, PartialEq)]
+struct ExposureTimes {
+    open: bool,
+    validity: &'static str,
+    first_detected: i64,
+    closed: Option<i64>,
+    revoked: Option<i64>,
+}
+
+impl ExposureTimes {
+    /// (kind, time) of every count the row adds to.
+    fn kinds(&self) -> impl Iterator<Item = (u8, i64)> {
+        let gone = match (self.closed, self.revoked) {
+            (Some(c), Some(r)) => Some(c.min(r)),
+            (c, r) => c.or(r),
+        };
+        let open = self.open.then(|| {
+            let v = Validity::parse(self.validity).unwrap_or(Validity::Unknown);
+            let i = Validity::ALL.iter().position(|x| *x == v).unwrap_or(0) as u8;
+            (kind::OPEN_BY_VALIDITY + i, self.first_detected)
+        });
+        [
+            open,
+            Some((kind::EXPOSURE_DETECTED, self.first_detected)),
+            self.revoked.map(|t| (kind::EXPOSURE_REVOKED, t)),
+            gone.map(|t| (kind::EXPOSURE_GONE, t)),
+            self.closed
+                .map(|c| (kind::EXPOSURE_CLOSED, c.max(self.first_detected))),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 /// Applies one poll. Dropping it without [`PollApplier::commit`] rolls
@@ -101,6 +152,8 @@ pub struct PollApplier<'c> {
     /// The earliest detection time a source gave for a new finding (not
     /// the scan time): the reconstructed start of the store's history.
     dated_from: Option<i64>,
+    /// Change of `time_counts` per (kind, time), written at commit.
+    times: HashMap<(u8, i64), i64>,
 }
 
 impl<'c> PollApplier<'c> {
@@ -130,6 +183,7 @@ impl<'c> PollApplier<'c> {
             stats: ApplyStats::default(),
             has_values: false,
             dated_from: None,
+            times: HashMap::new(),
         })
         .and_then(|mut ap| {
             ap.has_values =
@@ -190,6 +244,27 @@ impl<'c> PollApplier<'c> {
             .or_default() += d;
     }
 
+    /// Count one more (`d = 1`) or one less (`d = -1`) row of `kind` at `t`.
+    fn tick(&mut self, kind: u8, t: i64, d: i64) {
+        *self.times.entry((kind, t)).or_default() += d;
+    }
+
+    /// Move an exposure's contribution to the KPI counts from its `old`
+    /// row (`None`: a new exposure) to its `new` one.
+    fn account_exposure(&mut self, old: Option<&ExposureTimes>, new: &ExposureTimes) {
+        if old == Some(new) {
+            return;
+        }
+        if let Some(o) = old {
+            for (k, t) in o.kinds() {
+                self.tick(k, t, -1);
+            }
+        }
+        for (k, t) in new.kinds() {
+            self.tick(k, t, 1);
+        }
+    }
+
     /// Tag byte + 128 bits: collisions are out of reach (2^64 secrets for a
     /// 50% chance) and the random-order unique index stays small.
     fn exposure_key(&self, target: &str, f: &ObservedFinding) -> Vec<u8> {
@@ -243,6 +318,16 @@ impl<'c> PollApplier<'c> {
             "DELETE FROM finding_counts WHERE source = ?1 AND open = 0",
             [&source],
         )?;
+        for ((kind, t), d) in std::mem::take(&mut self.times) {
+            if d != 0 {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO time_counts(kind, t, n) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(kind, t) DO UPDATE SET n = n + excluded.n",
+                    )?
+                    .execute(params![kind, t, d])?;
+            }
+        }
         for (label, n) in std::mem::take(&mut self.detected) {
             self.count(
                 FINDING_DETECTED,
