@@ -126,7 +126,8 @@ def migrated_state(db):
                 sorted(c.execute("SELECT name, labels, value FROM counters")),
                 sorted(c.execute("SELECT event, labels, seconds, n FROM durations")),
                 sorted(c.execute("SELECT event, labels, seconds FROM duration_sum_adjust")),
-                c.execute("SELECT COUNT(*), COUNT(validity_at), SUM(open) FROM findings WHERE source = 'old'").fetchone())
+                c.execute("SELECT COUNT(*), COUNT(validity_at), SUM(open) FROM findings WHERE source = 'old'").fetchone(),
+                sorted(c.execute("SELECT kind, t, n FROM time_counts WHERE n != 0")))
     finally:
         c.close()
 
