@@ -362,7 +362,7 @@ fn windows_many(
 /// Per (start, end) range, what the windows count of the findings:
 /// detected before the start, detected in the range, closed in the range,
 /// closed before the start.
-fn finding_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
+pub(super) fn finding_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
     use TimeKind::*;
     [
         t.lt(FindingDetected, start),
@@ -375,7 +375,7 @@ fn finding_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
 /// Per range, of the exposures: first detected before the start, first
 /// detected in the range, confirmed revoked in the range, closed or
 /// revoked before the start.
-fn exposure_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
+pub(super) fn exposure_counts(t: &Times, (start, end): (i64, i64)) -> [i64; 4] {
     use TimeKind::*;
     [
         t.lt(ExposureDetected, start),

@@ -330,3 +330,154 @@ fn v5_stores_gain_exact_time_counts() {
         &[scan("org", NOW + DAY, alerts()[..5].to_vec())],
     );
 }
+
+/// The counts the windows read from `time_counts` equal the counting
+/// queries over the rows they replaced, for random stores (shared secrets,
+/// dated detections and closures, validity statements, disappearances over
+/// several polls) and random ranges.
+#[test]
+fn time_counts_answer_what_the_row_scans_answered() {
+    use super::history::{exposed_many, exposure_counts, finding_counts, TimeKind, Times};
+    use Validity::{Inactive, Live, Unknown};
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move |n: i64| -> i64 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((seed >> 33) % n as u64) as i64
+    };
+    for round in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+        let all: Vec<crate::model::ObservedFinding> = (0..240)
+            .map(|i| {
+                let created = 1 + rnd(200);
+                let resolved = (rnd(3) == 0).then(|| {
+                    let r = if rnd(2) == 0 {
+                        Resolution::Revoked
+                    } else {
+                        Resolution::FalsePositive
+                    };
+                    (rnd(created), r)
+                });
+                let validity = match rnd(4) {
+                    0 => Some((Live, rnd(created))),
+                    1 => Some((Inactive, rnd(created))),
+                    _ => None,
+                };
+                alert(&format!("f{i}"), rnd(90) as u8, created, resolved, validity)
+            })
+            .collect();
+        // Three polls of shrinking and changing subsets: disappearances,
+        // reopenings and newer statements.
+        for (k, at) in [NOW - 20 * DAY, NOW - 10 * DAY, NOW]
+            .into_iter()
+            .enumerate()
+        {
+            let mut scan_of: Vec<_> = all
+                .iter()
+                .filter(|_| rnd(5) != 0 || k == 0)
+                .cloned()
+                .collect();
+            for f in scan_of.iter_mut() {
+                if rnd(6) == 0 {
+                    f.validity = if rnd(2) == 0 { Live } else { Inactive };
+                    f.validity_at = Some(at - rnd(DAY));
+                }
+            }
+            apply(&store, "gh", at, &[scan("org", at, scan_of)]);
+        }
+        let conn = store.reader().unwrap();
+        let times = Times::load(&conn).unwrap();
+        let count = |sql: &str, s: i64, e: i64| -> i64 {
+            conn.query_row(sql, rusqlite::params![s, e], |r| r.get(0))
+                .unwrap()
+        };
+        // Range ends on the stored times too: the edges (< or <=) matter.
+        let at: Vec<i64> = conn
+            .prepare("SELECT DISTINCT t FROM time_counts ORDER BY t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for i in 0..120 {
+            let mut pick = |lo: i64| -> i64 {
+                let on: Vec<i64> = at.iter().copied().filter(|t| *t >= lo).collect();
+                if i % 2 == 0 && !on.is_empty() {
+                    on[rnd(on.len() as i64) as usize]
+                } else {
+                    lo + rnd(NOW + DAY - lo)
+                }
+            };
+            let s = pick(NOW - 210 * DAY);
+            let e = pick(s);
+            let f = "SELECT COUNT(*) FROM findings WHERE ";
+            let x = "SELECT COUNT(*) FROM exposures WHERE ";
+            assert_eq!(
+                finding_counts(&times, (s, e)),
+                [
+                    count(&format!("{f}detected_at < ?1 AND ?2 = ?2"), s, e),
+                    count(&format!("{f}detected_at >= ?1 AND detected_at <= ?2"), s, e),
+                    count(&format!("{f}closed_at >= ?1 AND closed_at <= ?2"), s, e),
+                    count(&format!("{f}closed_at < ?1 AND ?2 = ?2"), s, e),
+                ],
+                "round {round}: findings in [{s}, {e}]"
+            );
+            assert_eq!(
+                exposure_counts(&times, (s, e)),
+                [
+                    count(&format!("{x}first_detected_at < ?1 AND ?2 = ?2"), s, e),
+                    count(
+                        &format!("{x}first_detected_at >= ?1 AND first_detected_at <= ?2"),
+                        s,
+                        e
+                    ),
+                    count(&format!("{x}revoked_at >= ?1 AND revoked_at <= ?2"), s, e),
+                    count(
+                        &format!("{x}(closed_at < ?1 OR revoked_at < ?1) AND ?2 = ?2"),
+                        s,
+                        e
+                    ),
+                ],
+                "round {round}: exposures in [{s}, {e}]"
+            );
+            assert_eq!(
+                exposed_many(&conn, &times, None, &[s]).unwrap(),
+                vec![count(
+                    &format!(
+                        "{x}first_detected_at <= ?1 AND (closed_at IS NULL OR closed_at > ?1) AND ?2 = ?2"
+                    ),
+                    s,
+                    e
+                ) as f64],
+                "round {round}: open at {s}"
+            );
+        }
+        for v in [Live, Inactive, Unknown] {
+            let (n, oldest): (i64, Option<i64>) = conn
+                .query_row(
+                    "SELECT COUNT(*), MIN(first_detected_at) FROM exposures
+                     WHERE open_findings > 0 AND validity = ?1",
+                    [v.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!(times.total(TimeKind::open(v)), n, "round {round}: {v:?}");
+            assert_eq!(
+                times.earliest(TimeKind::open(v)),
+                oldest,
+                "round {round}: {v:?}"
+            );
+        }
+        // The random stores exercise every kind.
+        let kinds: i64 = conn
+            .query_row(
+                "SELECT COUNT(DISTINCT kind) FROM time_counts WHERE n > 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(kinds >= 8, "round {round}: only {kinds} kinds");
+    }
+}
