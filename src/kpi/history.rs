@@ -109,40 +109,77 @@ impl TimeKind {
     }
 }
 
-/// The counts the windows need, per time: read once (one row per distinct
-/// time, not per finding), then every range of every point is two binary
-/// searches.
+/// The counts the windows need, per time, from `from` on: rows before it
+/// are summed in SQL (one number per kind), rows after it are read once
+/// (one row per distinct time, not per finding), and every range of every
+/// point is then two binary searches. Ranges must start at or after `from`.
 #[derive(Debug, Default)]
 pub(super) struct Times {
-    /// Per kind (index `kind - 1`): (time, rows at or before it), by time.
-    cumulative: [Vec<(i64, i64)>; 9],
+    from: i64,
+    /// Per kind (index `kind - 1`): the rows before `from`.
+    before: [i64; KINDS],
+    /// Per kind: (time, rows at or before it), by time, from `from` on.
+    cumulative: [Vec<(i64, i64)>; KINDS],
 }
 
+/// The earliest time counted for `kind` (the oldest open exposure of a
+/// validity for kinds 7–9); rows whose count fell to 0 are deleted at
+/// commit, so this is one index lookup.
+pub(super) fn oldest(conn: &Connection, kind: TimeKind) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT t FROM time_counts WHERE kind = ?1 AND n > 0 ORDER BY t LIMIT 1")?
+        .query_row([kind as i64], |r| r.get(0))
+        .map(Some)
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?)
+}
+
+/// The kinds [`Times`] reads (the store's `time_counts` kinds 1..=9).
+const KINDS: usize = 9;
+
 impl Times {
-    pub(super) fn load(conn: &Connection) -> Result<Self, StoreError> {
-        let mut out = Times::default();
-        let mut stmt = conn
-            .prepare_cached("SELECT kind, t, n FROM time_counts WHERE n != 0 ORDER BY kind, t")?;
-        let mut rows = stmt.query([])?;
+    /// The counts for ranges starting at or after `from`.
+    pub(super) fn load(conn: &Connection, from: i64) -> Result<Self, StoreError> {
+        let mut out = Times {
+            from,
+            ..Default::default()
+        };
+        let slot = |kind: i64| usize::try_from(kind - 1).ok().filter(|k| *k < KINDS);
+        {
+            let mut stmt = conn.prepare_cached(
+                "SELECT kind, SUM(n) FROM time_counts WHERE t < ?1 GROUP BY kind",
+            )?;
+            let mut rows = stmt.query([from])?;
+            while let Some(r) = rows.next()? {
+                if let Some(k) = slot(r.get(0)?) {
+                    out.before[k] = r.get(1)?;
+                }
+            }
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT kind, t, n FROM time_counts WHERE t >= ?1 AND n != 0 ORDER BY kind, t",
+        )?;
+        let mut rows = stmt.query([from])?;
         while let Some(r) = rows.next()? {
-            let kind: i64 = r.get(0)?;
-            let Some(v) = usize::try_from(kind - 1)
-                .ok()
-                .and_then(|k| out.cumulative.get_mut(k))
-            else {
+            let Some(k) = slot(r.get(0)?) else {
                 continue; // a kind a newer build added
             };
-            let total = v.last().map_or(0, |x| x.1) + r.get::<_, i64>(2)?;
+            let v = &mut out.cumulative[k];
+            let total = v.last().map_or(out.before[k], |x| x.1) + r.get::<_, i64>(2)?;
             v.push((r.get(1)?, total));
         }
         Ok(out)
     }
 
     fn upto(&self, kind: TimeKind, inclusive: bool, t: i64) -> i64 {
-        let v = &self.cumulative[kind as usize - 1];
+        debug_assert!(t >= self.from, "a range before the counts read");
+        let k = kind as usize - 1;
+        let v = &self.cumulative[k];
         let i = v.partition_point(|x| if inclusive { x.0 <= t } else { x.0 < t });
         if i == 0 {
-            0
+            self.before[k]
         } else {
             v[i - 1].1
         }
@@ -150,15 +187,8 @@ impl Times {
 
     /// Rows of `kind` in all.
     pub(super) fn total(&self, kind: TimeKind) -> i64 {
-        self.cumulative[kind as usize - 1].last().map_or(0, |x| x.1)
-    }
-
-    /// The earliest time of a row of `kind` (no row counts below 0).
-    pub(super) fn earliest(&self, kind: TimeKind) -> Option<i64> {
-        self.cumulative[kind as usize - 1]
-            .iter()
-            .find(|x| x.1 > 0)
-            .map(|x| x.0)
+        let k = kind as usize - 1;
+        self.cumulative[k].last().map_or(self.before[k], |x| x.1)
     }
 
     /// Rows of `kind` at or before `t`.
@@ -242,7 +272,13 @@ pub fn trend(
         return Ok(Vec::new());
     };
     let times: Vec<i64> = times.iter().copied().filter(|t| *t >= first).collect();
-    let counts = Times::load(conn)?;
+    let longest = policy
+        .windows
+        .iter()
+        .map(|w| w.duration.as_secs() as i64)
+        .max();
+    let from = times.iter().min().copied().unwrap_or(first) - longest.unwrap_or(0);
+    let counts = Times::load(conn, from)?;
     let exposed = exposed_many(conn, &counts, first_success, &times)?;
     let ends: Vec<(i64, f64)> = times.iter().copied().zip(exposed).collect();
     let none = BTreeMap::new();

@@ -187,13 +187,20 @@ pub fn compute_with(
         }
     }
     // Open exposures per validity and the oldest of each: counts the
-    // applier keeps per time (no scan of the exposures).
-    let times = history::Times::load(conn)?;
+    // applier keeps per time (no scan of the exposures). Read from the
+    // earliest start of a window or of the window before it.
+    let longest = policy
+        .windows
+        .iter()
+        .map(|w| w.duration.as_secs() as i64)
+        .max()
+        .unwrap_or(0);
+    let times = history::Times::load(conn, now - 2 * longest)?;
     for v in Validity::ALL {
         let kind = history::TimeKind::open(v);
         s.exposed_secrets
             .insert(v.as_str().into(), times.total(kind).max(0) as u64);
-        if let Some(first) = times.earliest(kind) {
+        if let Some(first) = history::oldest(conn, kind)? {
             s.oldest_open_age
                 .insert(v.as_str().into(), (now - first).max(0) as f64);
         }

@@ -286,7 +286,7 @@ INSERT INTO scopes(name, rank)
 /// (detected and closed by then); 7, 8, 9 open exposures by
 /// `first_detected_at`, per validity (live, inactive, unknown: the order of
 /// `Validity::ALL`), whose earliest time is the oldest open one.
-/// Rows whose count falls to 0 stay (they add nothing to a sum).
+/// A row whose count falls to 0 is deleted at commit.
 const V6_TIME_COUNTS: &str = r#"
 CREATE TABLE time_counts(
     kind INTEGER NOT NULL,

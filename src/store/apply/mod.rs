@@ -326,6 +326,14 @@ impl<'c> PollApplier<'c> {
                          ON CONFLICT(kind, t) DO UPDATE SET n = n + excluded.n",
                     )?
                     .execute(params![kind, t, d])?;
+                if d < 0 {
+                    // No row of count 0: the oldest time is the first row.
+                    self.tx
+                        .prepare_cached(
+                            "DELETE FROM time_counts WHERE kind = ?1 AND t = ?2 AND n = 0",
+                        )?
+                        .execute(params![kind, t])?;
+                }
             }
         }
         for (label, n) in std::mem::take(&mut self.detected) {
