@@ -272,12 +272,7 @@ pub fn trend(
         return Ok(Vec::new());
     };
     let times: Vec<i64> = times.iter().copied().filter(|t| *t >= first).collect();
-    let longest = policy
-        .windows
-        .iter()
-        .map(|w| w.duration.as_secs() as i64)
-        .max();
-    let from = times.iter().min().copied().unwrap_or(first) - longest.unwrap_or(0);
+    let from = times.iter().min().copied().unwrap_or(first) - windows::longest(policy);
     let counts = Times::load(conn, from)?;
     let exposed = exposed_many(conn, &counts, first_success, &times)?;
     let ends: Vec<(i64, f64)> = times.iter().copied().zip(exposed).collect();

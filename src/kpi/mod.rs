@@ -189,13 +189,7 @@ pub fn compute_with(
     // Open exposures per validity and the oldest of each: counts the
     // applier keeps per time (no scan of the exposures). Read from the
     // earliest start of a window or of the window before it.
-    let longest = policy
-        .windows
-        .iter()
-        .map(|w| w.duration.as_secs() as i64)
-        .max()
-        .unwrap_or(0);
-    let times = history::Times::load(conn, now - 2 * longest)?;
+    let times = history::Times::load(conn, now - 2 * windows::longest(policy))?;
     for v in Validity::ALL {
         let kind = history::TimeKind::open(v);
         s.exposed_secrets

@@ -4,6 +4,16 @@
 use crate::store::StoreError;
 use rusqlite::{params, Connection, OptionalExtension};
 
+/// The longest configured window, in seconds (0 with none).
+pub fn longest(policy: &crate::config::Policy) -> i64 {
+    policy
+        .windows
+        .iter()
+        .map(|w| w.duration.as_secs() as i64)
+        .max()
+        .unwrap_or(0)
+}
+
 /// `num / den`, or `None` (series omitted) when there is nothing to divide by.
 pub fn ratio(num: i64, den: i64) -> Option<f64> {
     if den <= 0 {

@@ -162,12 +162,7 @@ pub fn recorded(
 /// Compute the page's history for `snap`.
 pub fn load(conn: &Connection, policy: &Policy, snap: &Snapshot) -> Result<Trends, StoreError> {
     let started = Instant::now();
-    let longest = policy
-        .windows
-        .iter()
-        .map(|w| w.duration.as_secs() as i64)
-        .max()
-        .unwrap_or(0);
+    let longest = crate::kpi::windows::longest(policy);
     let times = sample_times(snap.computed_at, snap.history_start, longest, POINTS);
     let mut points = Vec::with_capacity(times.len());
     for (k, level) in levels(times.len()).into_iter().enumerate() {
