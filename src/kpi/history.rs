@@ -266,36 +266,73 @@ pub fn trend(
     policy: &Policy,
     times: &[i64],
 ) -> Result<Vec<TrendPoint>, StoreError> {
-    let first_success = meta_i64(conn, "first_success")?;
-    let start = history_start(conn)?;
-    let Some(first) = start else {
-        return Ok(Vec::new());
-    };
-    let times: Vec<i64> = times.iter().copied().filter(|t| *t >= first).collect();
-    let from = times.iter().min().copied().unwrap_or(first) - windows::longest(policy);
-    let counts = Times::load(conn, from)?;
-    let exposed = exposed_many(conn, &counts, first_success, &times)?;
-    let ends: Vec<(i64, f64)> = times.iter().copied().zip(exposed).collect();
-    let none = BTreeMap::new();
-    let windows = windows_many(
-        conn,
-        &counts,
-        policy,
-        &ends,
-        &none,
-        first_success,
-        start,
-        false,
-    )?;
-    Ok(ends
-        .into_iter()
-        .zip(windows)
-        .map(|((at, exposed_secrets), windows)| TrendPoint {
-            at,
-            exposed_secrets,
-            windows,
+    match times.iter().min() {
+        Some(&earliest) => TrendBase::load(conn, policy, earliest)?.points(conn, policy, times),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// What every trend point at or after one time reads from the store,
+/// read once: a caller that asks for points in several calls (the landing
+/// page, level by level) reads the counts once.
+pub struct TrendBase {
+    first_success: Option<i64>,
+    start: Option<i64>,
+    earliest: i64,
+    counts: Times,
+}
+
+impl TrendBase {
+    /// For points at or after `earliest`.
+    pub fn load(conn: &Connection, policy: &Policy, earliest: i64) -> Result<Self, StoreError> {
+        let first_success = meta_i64(conn, "first_success")?;
+        let start = history_start(conn)?;
+        // The earliest point kept (none before the history starts), less
+        // the longest window.
+        let from = earliest.max(start.unwrap_or(earliest)) - windows::longest(policy);
+        Ok(TrendBase {
+            first_success,
+            start,
+            earliest,
+            counts: Times::load(conn, from)?,
         })
-        .collect())
+    }
+
+    /// The points at `times` (each at or after the `earliest` loaded for).
+    pub fn points(
+        &self,
+        conn: &Connection,
+        policy: &Policy,
+        times: &[i64],
+    ) -> Result<Vec<TrendPoint>, StoreError> {
+        let Some(first) = self.start else {
+            return Ok(Vec::new());
+        };
+        debug_assert!(times.iter().all(|t| *t >= self.earliest));
+        let times: Vec<i64> = times.iter().copied().filter(|t| *t >= first).collect();
+        let exposed = exposed_many(conn, &self.counts, self.first_success, &times)?;
+        let ends: Vec<(i64, f64)> = times.iter().copied().zip(exposed).collect();
+        let none = BTreeMap::new();
+        let windows = windows_many(
+            conn,
+            &self.counts,
+            policy,
+            &ends,
+            &none,
+            self.first_success,
+            self.start,
+            false,
+        )?;
+        Ok(ends
+            .into_iter()
+            .zip(windows)
+            .map(|((at, exposed_secrets), windows)| TrendPoint {
+                at,
+                exposed_secrets,
+                windows,
+            })
+            .collect())
+    }
 }
 
 /// The windows ending at each `(now, open exposures then)`, each starting

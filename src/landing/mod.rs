@@ -15,7 +15,7 @@ mod tests;
 
 use crate::app::App;
 use crate::config::Policy;
-use crate::kpi::history::{trend, TrendPoint};
+use crate::kpi::history::{TrendBase, TrendPoint};
 use crate::kpi::Snapshot;
 use crate::store::StoreError;
 use rusqlite::{params, Connection};
@@ -165,12 +165,19 @@ pub fn load(conn: &Connection, policy: &Policy, snap: &Snapshot) -> Result<Trend
     let longest = crate::kpi::windows::longest(policy);
     let times = sample_times(snap.computed_at, snap.history_start, longest, POINTS);
     let mut points = Vec::with_capacity(times.len());
+    // The counts every level reads, read once.
+    let base = match times.iter().min() {
+        Some(&earliest) => Some(TrendBase::load(conn, policy, earliest)?),
+        None => None,
+    };
     for (k, level) in levels(times.len()).into_iter().enumerate() {
         if k >= 1 && started.elapsed() >= BUDGET {
             break;
         }
         let at: Vec<i64> = level.iter().map(|&i| times[i]).collect();
-        points.extend(trend(conn, policy, &at)?);
+        if let Some(base) = &base {
+            points.extend(base.points(conn, policy, &at)?);
+        }
     }
     points.sort_by_key(|p| p.at);
     let at: Vec<i64> = points.iter().map(|p| p.at).collect();
