@@ -81,7 +81,12 @@ impl std::fmt::Debug for App {
 impl App {
     /// Load the config, the hash key and the store. Nothing is polled yet.
     pub fn open(config_path: &Path) -> Result<Arc<App>, StartError> {
-        let loaded = registry::load(config_path)?;
+        Self::with_loaded(config_path, registry::load(config_path)?)
+    }
+
+    /// [`App::open`] with the configuration at `config_path` already
+    /// loaded (for a caller that must look at it before the store opens).
+    pub fn with_loaded(config_path: &Path, loaded: Loaded) -> Result<Arc<App>, StartError> {
         let cfg = loaded.config.clone();
         let key_path = cfg.state.hash_key_path();
         let hasher = match SecretHasher::load(&key_path)? {

@@ -34,16 +34,16 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 
 /// Write the export; returns the number of points written.
 pub fn run(config_file: &Path, args: &ExportHistoryArgs) -> Result<usize, RunError> {
-    let cfg = crate::sources::registry::load(config_file)
-        .map_err(|e| RunError::Other(e.to_string()))?
-        .config;
-    if !cfg.state.path.exists() {
+    let loaded =
+        crate::sources::registry::load(config_file).map_err(|e| RunError::Other(e.to_string()))?;
+    let state = &loaded.config.state.path;
+    if !state.exists() {
         return Err(RunError::Other(format!(
             "no store at {} (state.path): nothing to export; run the exporter first",
-            cfg.state.path.display()
+            state.display()
         )));
     }
-    let app = App::open(config_file)?;
+    let app = App::with_loaded(config_file, loaded)?;
     let now = unix_now();
     let step = crate::config::parse_duration(&args.step)
         .ok()
