@@ -209,16 +209,19 @@ fn backfill_command_over_the_demo() {
     // A directory that names no scan time: exit 1, the directory named.
     let bad = dir.path().join("history");
     std::fs::create_dir_all(bad.join("last-week")).unwrap();
-    let (ok, out, err) = run_demo_config(
-        dir.path(),
-        &[
-            "backfill",
-            "--source",
-            "demo-gitleaks",
-            "--from",
-            bad.to_str().unwrap(),
-        ],
-    );
+    let backfill_bad = |store: &std::path::Path| {
+        run_demo_config(
+            store,
+            &[
+                "backfill",
+                "--source",
+                "demo-gitleaks",
+                "--from",
+                bad.to_str().unwrap(),
+            ],
+        )
+    };
+    let (ok, out, err) = backfill_bad(dir.path());
     assert!(!ok);
     assert_eq!(out, "");
     assert!(
@@ -234,16 +237,7 @@ fn backfill_command_over_the_demo() {
     std::fs::create_dir_all(bad.join("1d-ago")).unwrap();
     std::fs::write(bad.join("1d-ago/report.txt"), "[]").unwrap();
     let fresh = tempfile::tempdir().unwrap();
-    let (ok, _, err) = run_demo_config(
-        fresh.path(),
-        &[
-            "backfill",
-            "--source",
-            "demo-gitleaks",
-            "--from",
-            bad.to_str().unwrap(),
-        ],
-    );
+    let (ok, _, err) = backfill_bad(fresh.path());
     assert!(!ok);
     assert!(
         err.contains(&format!(

@@ -827,18 +827,12 @@ fn windows_are_reconstructed_from_alert_times_on_the_first_poll() {
 
     // The same history for Prometheus: OpenMetrics with timestamps, one
     // point every 30 days over the last 90, the last one reading as now.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_nhi-exporter"))
-        .arg(format!("--config.file={}", cfg.display()))
-        .args(["export-history", "--from", "90d", "--step", "30d"])
-        .args(["--label", "job=nhi", "--label", "instance=host:10073"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_ok(
+        std::process::Command::new(BIN)
+            .arg(format!("--config.file={}", cfg.display()))
+            .args(["export-history", "--from", "90d", "--step", "30d"])
+            .args(["--label", "job=nhi", "--label", "instance=host:10073"]),
     );
-    let text = String::from_utf8(out.stdout).unwrap();
     let closure_30d: Vec<&str> = text
         .lines()
         .filter(|l| {

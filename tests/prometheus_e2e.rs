@@ -197,17 +197,12 @@ fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
     }
 
     // Every dashboard query (variables substituted) returns data.
-    let out = Command::new("python3")
-        .arg(repo().join("scripts/lint-dashboards.py"))
-        .args(["--list-queries", "--job", "nhi-exporter"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let queries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let queries: Vec<serde_json::Value> = serde_json::from_str(&stdout_ok(
+        Command::new("python3")
+            .arg(repo().join("scripts/lint-dashboards.py"))
+            .args(["--list-queries", "--job", "nhi-exporter"]),
+    ))
+    .unwrap();
     assert!(queries.len() > 50);
     let (mut checked, mut pending, mut empty) = (0, Vec::new(), Vec::new());
     for q in &queries {

@@ -17,12 +17,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_nhi-exporter");
 /// Run the binary with `--config.file=config`, `args` and `--once`; assert
 /// it exits 0 (stderr in the message) and return its stdout.
 pub fn once_ok(config: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg(format!("--config.file={}", config.display()))
-        .args(args)
-        .arg("--once")
-        .output()
-        .unwrap();
+    stdout_ok(
+        Command::new(BIN)
+            .arg(format!("--config.file={}", config.display()))
+            .args(args)
+            .arg("--once"),
+    )
+}
+
+/// Run `cmd`; assert it exits 0 (stderr in the message) and return its
+/// stdout.
+pub fn stdout_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
