@@ -45,7 +45,7 @@ impl PollApplier<'_> {
                         .and_then(|s| parse_statement(&s)),
                     before: ExposureTimes {
                         open: r.get::<_, i64>(7)? > 0,
-                        validity: super::findings::validity_str(&r.get::<_, String>(8)?),
+                        validity: stored_validity(&r.get::<_, String>(8)?),
                         first_detected: r.get(2)?,
                         closed: r.get(9)?,
                         revoked: r.get(3)?,
@@ -138,7 +138,7 @@ impl PollApplier<'_> {
             Some(&before),
             &ExposureTimes {
                 open: is_open,
-                validity: validity.as_str(),
+                validity,
                 first_detected,
                 closed: closed_at,
                 revoked: revoked_at,

@@ -185,7 +185,7 @@ impl PollApplier<'_> {
                     None,
                     &ExposureTimes {
                         open,
-                        validity: f.validity.as_str(),
+                        validity: f.validity,
                         first_detected: detected_at,
                         closed: None,
                         revoked: None,
@@ -211,7 +211,7 @@ impl PollApplier<'_> {
                             open,
                             ExposureTimes {
                                 open: open > 0,
-                                validity: validity_str(&r.get::<_, String>(2)?),
+                                validity: stored_validity(&r.get::<_, String>(2)?),
                                 first_detected: r.get(3)?,
                                 closed: r.get(4)?,
                                 revoked: r.get(5)?,
@@ -323,9 +323,4 @@ impl PollApplier<'_> {
 /// else the scan's; `None` for `unknown` (no statement at all).
 fn statement_time(f: &ObservedFinding, scanned_at: i64) -> Option<i64> {
     (f.validity != Validity::Unknown).then(|| f.validity_at.unwrap_or(scanned_at))
-}
-
-/// A stored validity as the static string the counts are keyed by.
-pub(super) fn validity_str(v: &str) -> &'static str {
-    Validity::parse(v).unwrap_or(Validity::Unknown).as_str()
 }

@@ -78,6 +78,11 @@ fn scanner_key(id: &str) -> [u8; 16] {
     k
 }
 
+/// A stored validity (`unknown` for anything else).
+fn stored_validity(v: &str) -> Validity {
+    Validity::parse(v).unwrap_or(Validity::Unknown)
+}
+
 /// The `time_counts` kinds (schema v6): what the KPI windows count per time.
 pub(super) mod kind {
     pub const FINDING_DETECTED: u8 = 1;
@@ -97,7 +102,7 @@ pub(super) mod kind {
 #[derive(Debug, Clone, PartialEq)]
 struct ExposureTimes {
     open: bool,
-    validity: &'static str,
+    validity: Validity,
     first_detected: i64,
     closed: Option<i64>,
     revoked: Option<i64>,
@@ -111,8 +116,10 @@ impl ExposureTimes {
             (c, r) => c.or(r),
         };
         let open = self.open.then(|| {
-            let v = Validity::parse(self.validity).unwrap_or(Validity::Unknown);
-            let i = Validity::ALL.iter().position(|x| *x == v).unwrap_or(0) as u8;
+            let i = Validity::ALL
+                .iter()
+                .position(|x| *x == self.validity)
+                .unwrap_or(0) as u8;
             (kind::OPEN_BY_VALIDITY + i, self.first_detected)
         });
         [
@@ -235,9 +242,7 @@ impl<'c> PollApplier<'c> {
     }
 
     fn adjust_open(&mut self, secret_type: &str, validity: &str, d: i64) {
-        let v = Validity::parse(validity)
-            .unwrap_or(Validity::Unknown)
-            .as_str();
+        let v = stored_validity(validity).as_str();
         *self
             .open_delta
             .entry((secret_type.to_string(), v))
