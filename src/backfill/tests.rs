@@ -127,10 +127,10 @@ fn dump(app: &App) -> BTreeMap<String, Vec<String>> {
         let mut stmt = conn.prepare(&sql).unwrap();
         let n = stmt.column_count();
         let mut rows: Vec<String> = stmt
-            .query_map([], |r| {
+            .query_map(crate::store::db::params![], |r| {
                 (0..n)
                     .map(|i| {
-                        r.get::<_, rusqlite::types::Value>(i)
+                        r.get::<_, crate::store::db::Value>(i)
                             .map(|v| format!("{v:?}"))
                     })
                     .collect::<Result<Vec<_>, _>>()

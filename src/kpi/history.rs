@@ -10,7 +10,7 @@
 use super::{windows, PreviousWindow, Snapshot, WindowKpis};
 use crate::config::Policy;
 use crate::store::StoreError;
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Conn as Connection, DbError};
 use std::collections::BTreeMap;
 
 /// What the windows are measured against: the value "now" at `now`.
@@ -44,7 +44,7 @@ pub(super) fn meta_i64(conn: &Connection, key: &str) -> Result<Option<i64>, Stor
         .query_row([key], |r| r.get(0))
         .map(Some)
         .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            DbError::NoRows => Ok(None),
             e => Err(e),
         })?;
     Ok(v.and_then(|v| v.parse().ok()))
@@ -131,7 +131,7 @@ pub(super) fn oldest(conn: &Connection, kind: TimeKind) -> Result<Option<i64>, S
         .query_row([kind as i64], |r| r.get(0))
         .map(Some)
         .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            DbError::NoRows => Ok(None),
             e => Err(e),
         })?)
 }

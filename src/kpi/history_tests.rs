@@ -392,7 +392,7 @@ fn time_counts_answer_what_the_row_scans_answered() {
         let from = NOW - 100 * DAY;
         let times = Times::load(&conn, from).unwrap();
         let count = |sql: &str, s: i64, e: i64| -> i64 {
-            conn.query_row(sql, rusqlite::params![s, e], |r| r.get(0))
+            conn.query_row(sql, crate::store::db::params![s, e], |r| r.get(0))
                 .unwrap()
         };
         // Range ends on the stored times too: the edges (< or <=) matter.

@@ -4,7 +4,7 @@
 
 use crate::config::{LabelsConfig, Policy};
 use crate::store::StoreError;
-use rusqlite::Connection;
+use crate::store::db::{Conn as Connection, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 const DAY: i64 = 86_400;
@@ -160,19 +160,19 @@ pub fn compute(
         let mut rows = stmt.query([])?;
         let mut key = Vec::new();
         while let Some(r) = rows.next()? {
-            let source = text(r, 0)?.unwrap_or_default();
+            let source = text(&r, 0)?.unwrap_or_default();
             if !wanted(source) {
                 continue;
             }
-            let active = text(r, 5)? == Some("active");
+            let active = text(&r, 5)? == Some("active");
             let rotating = r.get::<_, i64>(6)? == 1;
             let rotated: Option<i64> = r.get(7)?;
             if active && !rotating && rotated.is_some_and(|t| t < age_cutoff) {
-                if let Some(identity) = text(r, 8)? {
+                if let Some(identity) = text(&r, 8)? {
                     stale.insert((source.to_string(), identity.to_string()));
                 }
             }
-            let c = group(&mut creds, &mut key, r, &[0, 1, 2, 3, 4])?;
+            let c = group(&mut creds, &mut key, &r, &[0, 1, 2, 3, 4])?;
             if !active {
                 c.inactive += 1;
                 continue;
@@ -204,24 +204,24 @@ pub fn compute(
         let mut rows = stmt.query([unused_cutoff])?;
         let mut key = Vec::new();
         while let Some(r) = rows.next()? {
-            let source = text(r, 0)?.unwrap_or_default();
+            let source = text(&r, 0)?.unwrap_or_default();
             if !wanted(source) {
                 continue;
             }
             if r.get::<_, i64>(5)? != 0 {
-                let provider = text(r, 1)?.unwrap_or_default();
+                let provider = text(&r, 1)?.unwrap_or_default();
                 *inv.humans
                     .entry((source.to_string(), provider.to_string()))
                     .or_default() += 1;
                 continue;
             }
-            let owned = text(r, 3)?.is_some();
+            let owned = text(&r, 3)?.is_some();
             let unused = r.get::<_, i64>(8)? != 0;
             let governed = owned && !unused && {
-                let ext_id = text(r, 6)?.unwrap_or_default();
+                let ext_id = text(&r, 6)?.unwrap_or_default();
                 !stale.contains(&(source.to_string(), ext_id.to_string()))
             };
-            let c = group(&mut ids, &mut key, r, &[0, 1, 2, 3, 4])?;
+            let c = group(&mut ids, &mut key, &r, &[0, 1, 2, 3, 4])?;
             c.total += 1;
             c.standing_privileged += (r.get::<_, i64>(7)? != 0) as u64;
             c.unused += unused as u64;
@@ -267,10 +267,8 @@ pub fn compute(
 }
 
 /// Column `i` as text (`None` for NULL), borrowed from the row.
-fn text<'r>(r: &'r rusqlite::Row, i: usize) -> Result<Option<&'r str>, StoreError> {
-    r.get_ref(i)?
-        .as_str_or_null()
-        .map_err(|e| StoreError::from(rusqlite::Error::from(e)))
+fn text<'r>(r: &'r Row<'r>, i: usize) -> Result<Option<&'r str>, StoreError> {
+    Ok(r.get_str(i)?)
 }
 
 /// The aggregate of the row's values in `cols`, created on first use; the
@@ -278,12 +276,12 @@ fn text<'r>(r: &'r rusqlite::Row, i: usize) -> Result<Option<&'r str>, StoreErro
 fn group<'m, T: Default>(
     map: &'m mut HashMap<Vec<u8>, (Vec<Option<String>>, T)>,
     key: &mut Vec<u8>,
-    r: &rusqlite::Row,
+    r: &Row<'_>,
     cols: &[usize],
 ) -> Result<&'m mut T, StoreError> {
     key.clear();
     for &i in cols {
-        match text(r, i)? {
+        match text(&r, i)? {
             // A NULL and an empty string are distinct groups, as in SQL.
             Some(v) => {
                 key.push(1);
@@ -296,7 +294,7 @@ fn group<'m, T: Default>(
     if !map.contains_key(key.as_slice()) {
         let values = cols
             .iter()
-            .map(|&i| Ok(text(r, i)?.map(str::to_string)))
+            .map(|&i| Ok(text(&r, i)?.map(str::to_string)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         map.insert(key.clone(), (values, T::default()));
     }

@@ -11,7 +11,7 @@ pub mod windows;
 use crate::config::{LabelsConfig, Policy};
 use crate::model::Validity;
 use crate::store::{decode_labels, events, StoreError};
-use rusqlite::Connection;
+use crate::store::db::Conn as Connection;
 use std::collections::BTreeMap;
 
 pub type Labels = Vec<(String, String)>;

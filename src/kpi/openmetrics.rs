@@ -10,7 +10,7 @@ use super::collector::help_of;
 use super::history::{history_start, trend, TrendPoint};
 use crate::config::Policy;
 use crate::store::StoreError;
-use rusqlite::Connection;
+use crate::store::db::Conn as Connection;
 use std::io::Write;
 
 /// What to export.

@@ -2,7 +2,7 @@
 //! lookups behind the `window`-labelled KPIs.
 
 use crate::store::StoreError;
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Conn as Connection, OptionalExt};
 
 /// The longest configured window, in seconds (0 with none).
 pub fn longest(policy: &crate::config::Policy) -> i64 {
@@ -103,7 +103,7 @@ mod tests {
 
     #[test]
     fn history_is_a_step_function() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Connection::Lite(rusqlite::Connection::open_in_memory().unwrap());
         conn.execute_batch(
             "CREATE TABLE history(series TEXT, ts INTEGER, value REAL, PRIMARY KEY(series, ts))",
         )

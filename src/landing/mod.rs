@@ -18,7 +18,7 @@ use crate::config::Policy;
 use crate::kpi::history::{TrendBase, TrendPoint};
 use crate::kpi::Snapshot;
 use crate::store::StoreError;
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Conn as Connection};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -344,7 +344,7 @@ fn recorded_series_are_gaps_before_their_first_point() {
         for (ts, v) in [(100, 1.0), (300, 3.0)] {
             w.execute(
                 "INSERT INTO history(series, ts, value) VALUES ('x', ?1, ?2)",
-                rusqlite::params![ts, v],
+                crate::store::db::params![ts, v],
             )
             .unwrap();
         }

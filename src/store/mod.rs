@@ -3,6 +3,8 @@
 //! and histograms, and the history behind the windowed KPIs.
 
 mod apply;
+pub mod db;
+mod open;
 mod schema;
 
 pub use apply::{ApplyStats, PollApplier};
@@ -14,9 +16,10 @@ pub(crate) fn schema_migrations() -> &'static [(&'static str, Option<schema::Mig
     schema::MIGRATIONS
 }
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use db::{Conn, DbError};
+use rusqlite::{Connection, OpenFlags};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 /// What the store counts and measures. It persists these events, never
@@ -71,249 +74,76 @@ pub enum StoreError {
         key: PathBuf,
         stored: String,
     },
+    #[error("state.url_file: the URL {0}")]
+    Url(String),
+    #[error("cannot connect to the store {location}: {source}")]
+    Connect { location: String, source: DbError },
+    #[error("the database {path} has tables of another application (meta, findings or exposures, but no nhi-exporter schema version); it was left untouched. Point the URL at a database or schema of its own")]
+    ForeignPg { path: PathBuf },
     #[error("store error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     #[error("corrupt value in the store: {0}")]
     Data(String),
 }
 
-/// The store. One writer connection behind a mutex (SQLite has one writer);
-/// readers open their own connections so KPI queries never wait for a poll.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(DbError::Lite(e))
+    }
+}
+
+/// The store. One writer connection behind a mutex (SQLite has one writer;
+/// PostgreSQL write transactions take one advisory lock, so replicas apply
+/// one poll at a time too); readers use their own connections so KPI
+/// queries never wait for a poll.
 pub struct Store {
-    path: PathBuf,
-    writer: Mutex<Connection>,
+    backend: Backend,
+    writer: Mutex<Conn>,
+}
+
+enum Backend {
+    Lite(PathBuf),
+    Pg(std::sync::Arc<db::pg::Pool>),
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        match &self.backend {
+            Backend::Lite(p) => f.debug_struct("Store").field("path", p).finish(),
+            Backend::Pg(pool) => f.debug_struct("Store").field("url", pool.target()).finish(),
+        }
     }
-}
-
-fn is_corruption(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::NotADatabase) | Some(rusqlite::ErrorCode::DatabaseCorrupt)
-    )
-}
-
-fn tune(conn: &Connection) -> Result<(), rusqlite::Error> {
-    conn.busy_timeout(std::time::Duration::from_secs(30))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "cache_size", -32_000)?; // 32 MiB
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
-    Ok(())
 }
 
 impl Store {
-    /// Open (creating if missing) and migrate the store. `key_id` is the
-    /// fingerprint of the HMAC key; a store written under another key is
-    /// refused.
-    pub fn open(path: &Path, key_id: &str) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        let corrupt = |detail: String| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            detail,
-        };
-        let cant_open = |what: String| {
-            open_err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
-                Some(what),
-            ))
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            crate::util::create_private_dir(dir).map_err(|e| {
-                cant_open(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
-        }
-        let existed = path.metadata().map(|m| m.len() > 0).unwrap_or(false);
-        // Created 0600 before SQLite opens it (its -wal and -shm files take
-        // the database file's mode), whatever the umask; an existing store
-        // and its files are made private too.
-        crate::util::private_file(path)
-            .map_err(|e| cant_open(format!("cannot create {}: {e}", path.display())))?;
-        for suffix in ["-wal", "-shm"] {
-            let mut p = path.as_os_str().to_owned();
-            p.push(suffix);
-            crate::util::restrict_if_exists(Path::new(&p));
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(open_err)?;
-        let classify = |e: rusqlite::Error| {
-            if is_corruption(&e) {
-                corrupt(e.to_string())
-            } else {
-                open_err(e)
-            }
-        };
-        if existed {
-            let check: String = conn
-                .query_row("PRAGMA quick_check", [], |r| r.get(0))
-                .map_err(classify)?;
-            if check != "ok" {
-                return Err(corrupt(format!("quick_check: {check}")));
-            }
-        }
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(classify)?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: path.to_path_buf(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        if version < 0 {
-            return Err(corrupt(format!("negative schema version {version}")));
-        }
-        if version == 0 {
-            // Never add our tables to another application's database.
-            let tables: i64 = conn
-                .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
-                .map_err(classify)?;
-            if tables > 0 {
-                return Err(StoreError::Foreign {
-                    path: path.to_path_buf(),
-                });
-            }
-        }
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(classify)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            tracing::warn!(journal_mode = %mode, "the store could not switch to WAL mode");
-        }
-        tune(&conn).map_err(classify)?;
-        // The writer gets a larger page cache: a first ingest of a million
-        // findings touches indexes larger than the readers' 32 MiB (the
-        // exposures' key index is 51 MiB at 1M). 64 MiB, not 96: the same
-        // ingest time at 1M (measured against Python's json.load in the
-        // same run: 2.31x vs 2.39x) and peak RSS 124 -> 89 MiB
-        // (`cargo bench --bench ingest`).
-        conn.pragma_update(None, "cache_size", -64_000)
-            .map_err(classify)?;
-        // Checkpoints run after each commit on a separate connection
-        // (`Store::checkpoint`), not inside the poll's commit.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(classify)?;
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
-            .map_err(classify)?;
-        let mut conn = conn;
-        for (i, (sql, code)) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
-            tx.execute_batch(sql)?;
-            if let Some(code) = code {
-                code(&tx)?;
-            }
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-            tracing::info!(version = i + 1, "store migrated");
-        }
-        let stored: Option<String> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'hash_key_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        match stored {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('hash_key_id', ?1)",
-                    [key_id],
-                )?;
-            }
-            Some(s) if s != key_id => {
-                return Err(StoreError::KeyMismatch {
-                    path: path.to_path_buf(),
-                    stored: s,
-                    current: key_id.to_string(),
-                })
-            }
-            Some(_) => {}
-        }
-        Ok(Store {
-            path: path.to_path_buf(),
-            writer: Mutex::new(conn),
-        })
-    }
-
-    /// The hash key id a store was written under, without changing it:
-    /// `None` when the store is new or empty. Read before a new key is
-    /// generated, so that a missing key file is reported instead of a new
-    /// key being written that the store would refuse.
-    pub fn stored_key_id(path: &Path) -> Result<Option<String>, StoreError> {
-        if !path.metadata().map(|m| m.len() > 0).unwrap_or(false) {
-            return Ok(None);
-        }
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
-        let (tables, has_meta): (i64, i64) = conn
-            .query_row(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE type = 'table' AND name = 'meta') FROM sqlite_master",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(|e| {
-                if is_corruption(&e) {
-                    StoreError::Corrupt {
-                        path: path.to_path_buf(),
-                        detail: e.to_string(),
-                    }
-                } else {
-                    StoreError::Open {
-                        path: path.to_path_buf(),
-                        source: e,
-                    }
-                }
-            })?;
-        if has_meta == 0 {
-            // Another application's database: refused before a key is written.
-            if tables > 0 {
-                return Err(StoreError::Foreign {
-                    path: path.to_path_buf(),
-                });
-            }
-            return Ok(None);
-        }
-        Ok(conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'hash_key_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The writer connection. Held for the length of one poll's apply.
-    pub fn writer(&self) -> MutexGuard<'_, Connection> {
+    /// The writer connection. Held for the length of one poll's apply. A
+    /// PostgreSQL connection lost (server restarted) is replaced here; if
+    /// that fails, the apply fails with the connection error and the next
+    /// poll tries again.
+    pub fn writer(&self) -> MutexGuard<'_, Conn> {
         // A panic while holding the lock rolls back its transaction (the
-        // Transaction is dropped during unwinding), so the data is consistent.
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+        // transaction is dropped during unwinding), so the data is consistent.
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Backend::Pg(pool), Conn::Pg(c)) = (&self.backend, &*w) {
+            if c.is_closed() {
+                match db::pg::PgConn::connect(pool.target()) {
+                    Ok(c) => *w = Conn::Pg(c),
+                    Err(e) => tracing::warn!(error = %e, "cannot reconnect to the store"),
+                }
+            }
+        }
+        w
     }
 
     /// Copy committed WAL frames into the database file without blocking
     /// readers or the writer (PASSIVE). Called after each applied poll.
+    /// Nothing to do on PostgreSQL.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let Backend::Lite(path) = &self.backend else {
+            return Ok(());
+        };
         let conn = Connection::open_with_flags(
-            &self.path,
+            path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -321,14 +151,25 @@ impl Store {
         Ok(())
     }
 
-    /// A new read-only connection, for KPI queries.
-    pub fn reader(&self) -> Result<Connection, StoreError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        tune(&conn)?;
-        Ok(conn)
+    /// A read connection, for KPI queries: a new read-only SQLite
+    /// connection, or one from the PostgreSQL pool.
+    pub fn reader(&self) -> Result<Conn, StoreError> {
+        match &self.backend {
+            Backend::Lite(path) => {
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                open::tune(&conn)?;
+                Ok(Conn::Lite(conn))
+            }
+            Backend::Pg(pool) => Ok(Conn::Pg(pool.get()?)),
+        }
+    }
+
+    /// Whether the store is PostgreSQL (shared by replicas).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Pg(_))
     }
 
     /// Fingerprints of the targets of `source` as last applied.
@@ -404,7 +245,7 @@ impl Store {
         let key = format!("backfill_anchor:{source}");
         let conn = self.writer();
         conn.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES (?1, ?2)",
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
             [key.as_str(), start.to_string().as_str()],
         )?;
         let v: String = conn.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {

@@ -2,7 +2,7 @@ use super::*;
 use crate::model::{
     CredentialRef, ExposureKey, Location, ObservedFinding, Resolution, TargetScan, Validity,
 };
-use rusqlite::Connection;
+use crate::store::db::{params, Conn as Connection};
 
 pub(crate) fn finding(id: &str, secret: u8) -> ObservedFinding {
     ObservedFinding {
@@ -113,7 +113,7 @@ fn q(conn: &Connection, sql: &str) -> i64 {
 fn counter(conn: &Connection, name: &str, labels: &[(&str, &str)]) -> f64 {
     conn.query_row(
         "SELECT value FROM counters WHERE name = ?1 AND labels = ?2",
-        rusqlite::params![name, encode_labels(labels)],
+        params![name, encode_labels(labels)],
         |r| r.get(0),
     )
     .unwrap_or(0.0)
@@ -458,7 +458,7 @@ fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("state.db");
     {
-        let c = Connection::open(&p).unwrap();
+        let c = rusqlite::Connection::open(&p).unwrap();
         c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
             .unwrap();
     }

@@ -5,7 +5,7 @@
 use super::tests::{apply, finding, scan};
 use super::*;
 use crate::model::{ObservedFinding, Resolution, Validity};
-use rusqlite::Connection;
+use crate::store::db::Conn as Connection;
 
 const T0: i64 = 1_767_225_600;
 const DAY: i64 = 86_400;

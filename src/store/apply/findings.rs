@@ -178,7 +178,11 @@ impl PollApplier<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING",
             )?
             .execute(params![key, type_name, detected_at, open as i64, f.validity.as_str()])?;
-        let inserted = (changed == 1).then(|| self.tx.last_insert_rowid());
+        let inserted = if changed == 1 {
+            Some(self.tx.last_insert_rowid()?)
+        } else {
+            None
+        };
         let exposure_id = match inserted {
             Some(id) => {
                 self.account_exposure(
@@ -227,7 +231,8 @@ impl PollApplier<'_> {
                 self.tx
                     .prepare_cached(
                         "UPDATE exposures SET open_findings = open_findings + ?2,
-                            first_detected_at = MIN(first_detected_at, ?3) WHERE id = ?1",
+                            first_detected_at = CASE WHEN ?3 < first_detected_at THEN ?3 ELSE first_detected_at END
+                         WHERE id = ?1",
                     )?
                     .execute(params![id, open as i64, detected_at])?;
                 // Another open finding of an open exposure, adding no validity
@@ -255,7 +260,7 @@ impl PollApplier<'_> {
             .execute(params![
                 self.source,
                 target_id,
-                scanner_key(&f.scanner_id),
+                &scanner_key(&f.scanner_id)[..],
                 f.scanner_id,
                 exposure_id,
                 type_name,

@@ -17,7 +17,7 @@ use crate::model::{
     ExposureKey, InventoryScan, ObservedCredential, ObservedFinding, Resolution, TargetScan,
     Validity,
 };
-use rusqlite::{params, Connection, Transaction};
+use super::db::{params, Conn as Connection, Tx as Transaction};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
@@ -330,14 +330,14 @@ impl<'c> PollApplier<'c> {
                         "INSERT INTO time_counts(kind, t, n) VALUES (?1, ?2, ?3)
                          ON CONFLICT(kind, t) DO UPDATE SET n = n + excluded.n",
                     )?
-                    .execute(params![kind, t, d])?;
+                    .execute(params![i64::from(kind), t, d])?;
                 if d < 0 {
                     // No row of count 0: the oldest time is the first row.
                     self.tx
                         .prepare_cached(
                             "DELETE FROM time_counts WHERE kind = ?1 AND t = ?2 AND n = 0",
                         )?
-                        .execute(params![kind, t])?;
+                        .execute(params![i64::from(kind), t])?;
                 }
             }
         }
