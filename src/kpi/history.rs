@@ -149,7 +149,7 @@ impl Times {
         let slot = |kind: i64| usize::try_from(kind - 1).ok().filter(|k| *k < KINDS);
         {
             let mut stmt = conn.prepare_cached(
-                "SELECT kind, SUM(n) FROM time_counts WHERE t < ?1 GROUP BY kind",
+                "SELECT kind, CAST(SUM(n) AS BIGINT) FROM time_counts WHERE t < ?1 GROUP BY kind",
             )?;
             let mut rows = stmt.query([from])?;
             while let Some(r) = rows.next()? {

@@ -52,7 +52,7 @@ fn alerts() -> Vec<crate::model::ObservedFinding> {
 #[test]
 fn the_first_poll_of_dated_alerts_fills_every_window_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY, 30 * DAY, 90 * DAY]);
     apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
     let s = compute(&store.reader().unwrap(), &p, NOW).unwrap();
@@ -118,7 +118,7 @@ fn the_first_poll_of_dated_alerts_fills_every_window_exactly() {
 #[test]
 fn trend_points_read_the_windows_as_they_were() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY]);
     apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
     let s = compute(&store.reader().unwrap(), &p, NOW).unwrap();
@@ -160,7 +160,7 @@ fn trend_points_read_the_windows_as_they_were() {
 #[test]
 fn undated_scans_keep_history_at_the_first_poll() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY]);
     // A report scanned a day ago: its scan time is not a detection history.
     apply(
@@ -181,7 +181,7 @@ fn undated_scans_keep_history_at_the_first_poll() {
 fn openmetrics_export_of_the_reconstructed_history_loads_into_promtool() {
     use super::openmetrics::{export, ExportRange};
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY]);
     apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
     let conn = store.reader().unwrap();
@@ -274,7 +274,7 @@ fn openmetrics_export_of_the_reconstructed_history_loads_into_promtool() {
 #[test]
 fn many_trend_points_equal_single_points() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY, 30 * DAY]);
     apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
     let s = compute(&store.reader().unwrap(), &p, NOW).unwrap();
@@ -348,7 +348,7 @@ fn time_counts_answer_what_the_row_scans_answered() {
     };
     for round in 0..4 {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+        let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
         let all: Vec<crate::model::ObservedFinding> = (0..240)
             .map(|i| {
                 let created = 1 + rnd(200);
@@ -419,17 +419,17 @@ fn time_counts_answer_what_the_row_scans_answered() {
             assert_eq!(
                 finding_counts(&times, (s, e)),
                 [
-                    count(&format!("{f}detected_at < ?1 AND ?2 = ?2"), s, e),
+                    count(&format!("{f}detected_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"), s, e),
                     count(&format!("{f}detected_at >= ?1 AND detected_at <= ?2"), s, e),
                     count(&format!("{f}closed_at >= ?1 AND closed_at <= ?2"), s, e),
-                    count(&format!("{f}closed_at < ?1 AND ?2 = ?2"), s, e),
+                    count(&format!("{f}closed_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"), s, e),
                 ],
                 "round {round}: findings in [{s}, {e}]"
             );
             assert_eq!(
                 exposure_counts(&times, (s, e)),
                 [
-                    count(&format!("{x}first_detected_at < ?1 AND ?2 = ?2"), s, e),
+                    count(&format!("{x}first_detected_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"), s, e),
                     count(
                         &format!("{x}first_detected_at >= ?1 AND first_detected_at <= ?2"),
                         s,
@@ -437,7 +437,7 @@ fn time_counts_answer_what_the_row_scans_answered() {
                     ),
                     count(&format!("{x}revoked_at >= ?1 AND revoked_at <= ?2"), s, e),
                     count(
-                        &format!("{x}(closed_at < ?1 OR revoked_at < ?1) AND ?2 = ?2"),
+                        &format!("{x}(closed_at < ?1 OR revoked_at < ?1) AND CAST(?2 AS BIGINT) IS NOT NULL"),
                         s,
                         e
                     ),
@@ -448,7 +448,7 @@ fn time_counts_answer_what_the_row_scans_answered() {
                 exposed_many(&conn, &times, None, &[s]).unwrap(),
                 vec![count(
                     &format!(
-                        "{x}first_detected_at <= ?1 AND (closed_at IS NULL OR closed_at > ?1) AND ?2 = ?2"
+                        "{x}first_detected_at <= ?1 AND (closed_at IS NULL OR closed_at > ?1) AND CAST(?2 AS BIGINT) IS NOT NULL"
                     ),
                     s,
                     e

@@ -48,7 +48,7 @@ pub(super) fn win<'a>(s: &'a Snapshot, label: &str) -> &'a WindowKpis {
 #[test]
 fn exposure_gauges_and_windows_with_an_injected_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[DAY, 7 * DAY]);
 
     // Day 0: three secrets, one of them twice.
@@ -124,7 +124,7 @@ fn exposure_gauges_and_windows_with_an_injected_clock() {
 #[test]
 fn revocations_feed_the_reduction_ratio_and_exact_median() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[30 * DAY]);
     let live = |id: &str, k: u8, v: Validity| {
         let mut f = finding(id, k);
@@ -233,7 +233,7 @@ fn revocations_feed_the_reduction_ratio_and_exact_median() {
 #[test]
 fn empty_store_has_defined_values() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let s = compute(&store.reader().unwrap(), &policy(&[7 * DAY]), T0).unwrap();
     assert_eq!(s.exposed_total(), 0);
     assert_eq!(s.posture["exposure"], 1.0);
@@ -312,7 +312,7 @@ fn v2_histograms_and_counters_migrate_to_events() {
 #[test]
 fn exposure_posture_moves_on_a_leak_burst_and_a_clean_up() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY]);
     let burst = |n: u8| -> Vec<crate::model::ObservedFinding> {
         (1..=n).map(|k| finding(&format!("f{k}"), k)).collect()
@@ -345,7 +345,7 @@ fn exposure_posture_moves_on_a_leak_burst_and_a_clean_up() {
 #[test]
 fn previous_window_values_once_the_history_covers_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY]);
     let with = |id: &str, k: u8, v: Validity| {
         let mut f = finding(id, k);
@@ -426,7 +426,7 @@ fn standing_privilege_change_per_source_and_window() {
     use crate::model::{InventoryScan, ObservedIdentity};
     use crate::store::PollApplier;
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = policy(&[7 * DAY]);
     let ident = |id: &str, admin: bool| ObservedIdentity {
         provider: "aws",

@@ -5,7 +5,6 @@ use crate::app::SourceStatus;
 use crate::kpi::{compute, record_history};
 use crate::model::{Resolution, Validity};
 use crate::store::tests::{apply, finding, scan};
-use crate::store::Store;
 use std::collections::BTreeMap;
 
 const DAY: i64 = 86_400;
@@ -223,7 +222,7 @@ fn points_are_computed_coarse_to_fine_first_and_last_first() {
 #[test]
 fn an_empty_store_reads_no_history_yet_without_a_chart() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = crate::kpi::tests::policy(&[7 * DAY, 30 * DAY]);
     let snap = compute(&store.reader().unwrap(), &p, NOW).unwrap();
     let t = load(&store.reader().unwrap(), &p, &snap).unwrap();
@@ -251,7 +250,7 @@ fn an_empty_store_reads_no_history_yet_without_a_chart() {
 #[test]
 fn trends_over_a_store_with_history() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let p = crate::kpi::tests::policy(&[7 * DAY, 30 * DAY]);
     let start = NOW - 60 * DAY;
     let mut snap = None;
@@ -338,10 +337,10 @@ fn trends_over_a_store_with_history() {
 #[test]
 fn recorded_series_are_gaps_before_their_first_point() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     {
         let w = store.writer();
-        for (ts, v) in [(100, 1.0), (300, 3.0)] {
+        for (ts, v) in [(100i64, 1.0), (300, 3.0)] {
             w.execute(
                 "INSERT INTO history(series, ts, value) VALUES ('x', ?1, ?2)",
                 crate::store::db::params![ts, v],
@@ -374,7 +373,7 @@ fn trend_cost_over_a_big_store() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("s.db"), "k").unwrap();
+    let store = crate::store::testing::open(&dir.path().join("s.db"), "k").unwrap();
     let base = NOW - 120 * DAY;
     let t = std::time::Instant::now();
     {

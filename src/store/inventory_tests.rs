@@ -14,7 +14,7 @@ const T0: i64 = 1_750_000_000;
 const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
 fn open_store(dir: &tempfile::TempDir) -> Store {
-    Store::open(&dir.path().join("state.db"), "key1").unwrap()
+    crate::store::testing::open(&dir.path().join("state.db"), "key1").unwrap()
 }
 
 fn user(id: &str, privileged: bool, last_used: Option<i64>) -> ObservedIdentity {

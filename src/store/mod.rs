@@ -314,6 +314,8 @@ pub fn normalise_secret_type(raw: &str) -> String {
 #[cfg(test)]
 mod inventory_tests;
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 pub(crate) mod tests;
 #[cfg(test)]
 mod validity_tests;

@@ -379,7 +379,7 @@ fn histograms_to_durations(tx: &Tx) -> Result<(), StoreError> {
         for (seconds, n) in entries.filter(|(_, n)| *n > 0) {
             tx.execute(
                 "INSERT INTO durations(event, labels, seconds, n) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(event, labels, seconds) DO UPDATE SET n = n + excluded.n",
+                 ON CONFLICT(event, labels, seconds) DO UPDATE SET n = durations.n + excluded.n",
                 params![event, labels, seconds, n],
             )?;
             placed += (seconds * n) as f64;

@@ -11,7 +11,7 @@ const T0: i64 = 1_767_225_600;
 const DAY: i64 = 86_400;
 
 fn open_store(dir: &tempfile::TempDir) -> Store {
-    Store::open(&dir.path().join("state.db"), "key1").unwrap()
+    crate::store::testing::open(&dir.path().join("state.db"), "key1").unwrap()
 }
 
 /// A trufflehog-like finding: `Verified` (live) or not, stated at the scan.
@@ -178,7 +178,7 @@ fn a_newer_live_after_a_revocation_is_a_reexposure() {
     assert_eq!(
         one(
             &r,
-            "SELECT SUM(seconds * n) FROM durations WHERE event = 'time_to_revoke'"
+            "SELECT CAST(SUM(seconds * n) AS BIGINT) FROM durations WHERE event = 'time_to_revoke'"
         ),
         Some(DAY + DAY)
     );

@@ -280,7 +280,8 @@ impl PollApplier<'_> {
             let n = self
                 .tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO exposure_links(exposure_id, provider, credential_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![exposure_id, link.provider, link.id])?;
             if n > 0 {
@@ -292,9 +293,10 @@ impl PollApplier<'_> {
             let n = self
                 .tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
-                     SELECT ?1, c.provider, c.ext_id FROM credential_values v
-                       JOIN credentials c ON c.id = v.credential_id WHERE v.key = ?2",
+                    "INSERT INTO exposure_links(exposure_id, provider, credential_id)
+                     SELECT CAST(?1 AS BIGINT), c.provider, c.ext_id FROM credential_values v
+                       JOIN credentials c ON c.id = v.credential_id WHERE v.key = ?2
+                     ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![exposure_id, key])?;
             if n > 0 {

@@ -7,7 +7,8 @@ impl PollApplier<'_> {
     pub(super) fn team_rank(&mut self, team: &str) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO teams(name, rank) SELECT ?1, COALESCE(MAX(rank), 0) + 1 FROM teams",
+                "INSERT INTO teams(name, rank) SELECT ?1, COALESCE(MAX(rank), 0) + 1 FROM teams WHERE true
+                 ON CONFLICT DO NOTHING",
             )?
             .execute([team])?;
         Ok(())
@@ -16,7 +17,8 @@ impl PollApplier<'_> {
     pub(super) fn scope_rank(&mut self, scope: &str) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO scopes(name, rank) SELECT ?1, COALESCE(MAX(rank), 0) + 1 FROM scopes",
+                "INSERT INTO scopes(name, rank) SELECT ?1, COALESCE(MAX(rank), 0) + 1 FROM scopes WHERE true
+                 ON CONFLICT DO NOTHING",
             )?
             .execute([scope])?;
         Ok(())
@@ -70,8 +72,9 @@ impl PollApplier<'_> {
                      ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
                         provider = excluded.provider, account = excluded.account, kind = excluded.kind,
                         name = excluded.name, created_at = excluded.created_at,
-                        last_used_at = MAX(COALESCE(excluded.last_used_at, last_used_at),
-                                           COALESCE(last_used_at, excluded.last_used_at)),
+                        last_used_at = CASE WHEN identities.last_used_at IS NULL
+                                OR excluded.last_used_at > identities.last_used_at
+                            THEN excluded.last_used_at ELSE identities.last_used_at END,
                         usage_tracked = excluded.usage_tracked, team = excluded.team,
                         privileged = excluded.privileged, standing = excluded.standing,
                         human = excluded.human, digest = excluded.digest",
@@ -152,9 +155,9 @@ impl PollApplier<'_> {
                 // it (the exposures linked to it are re-derived below).
                 self.tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
+                        "INSERT INTO exposure_links(exposure_id, provider, credential_id)
                          SELECT exposure_id, provider, ?3 FROM exposure_links
-                         WHERE provider = ?1 AND credential_id = ?2",
+                         WHERE provider = ?1 AND credential_id = ?2 ON CONFLICT DO NOTHING",
                     )?
                     .execute(params![c.provider, alias, c.id])?;
             }
@@ -162,15 +165,15 @@ impl PollApplier<'_> {
                 let key = secret_key(h);
                 self.tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO credential_values(key, credential_id) VALUES (?1, ?2)",
+                        "INSERT INTO credential_values(key, credential_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                     )?
                     .execute(params![key, cred_id])?;
                 self.has_values = true;
                 // Link a leak of this value (exposures hold the same key).
                 self.tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO exposure_links(exposure_id, provider, credential_id)
-                         SELECT id, ?2, ?3 FROM exposures WHERE key = ?1",
+                        "INSERT INTO exposure_links(exposure_id, provider, credential_id)
+                         SELECT id, ?2, ?3 FROM exposures WHERE key = ?1 ON CONFLICT DO NOTHING",
                     )?
                     .execute(params![key, c.provider, c.id])?;
             }
@@ -248,7 +251,7 @@ impl PollApplier<'_> {
                     team = excluded.team, created_at = excluded.created_at,
                     last_rotated_at = excluded.last_rotated_at, expires_at = excluded.expires_at,
                     last_used_at = excluded.last_used_at, state = excluded.state,
-                    state_changed_at = CASE WHEN ?16 THEN excluded.state_changed_at ELSE state_changed_at END,
+                    state_changed_at = CASE WHEN ?16 THEN excluded.state_changed_at ELSE credentials.state_changed_at END,
                     rotation_enabled = excluded.rotation_enabled, digest = excluded.digest
                  RETURNING id",
             )?

@@ -314,7 +314,7 @@ impl<'c> PollApplier<'c> {
                 self.tx
                     .prepare_cached(
                         "INSERT INTO finding_counts(source, secret_type, validity, open) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT(source, secret_type, validity) DO UPDATE SET open = open + excluded.open",
+                         ON CONFLICT(source, secret_type, validity) DO UPDATE SET open = finding_counts.open + excluded.open",
                     )?
                     .execute(params![source, secret_type, validity, d])?;
             }
@@ -328,7 +328,7 @@ impl<'c> PollApplier<'c> {
                 self.tx
                     .prepare_cached(
                         "INSERT INTO time_counts(kind, t, n) VALUES (?1, ?2, ?3)
-                         ON CONFLICT(kind, t) DO UPDATE SET n = n + excluded.n",
+                         ON CONFLICT(kind, t) DO UPDATE SET n = time_counts.n + excluded.n",
                     )?
                     .execute(params![i64::from(kind), t, d])?;
                 if d < 0 {
@@ -352,7 +352,7 @@ impl<'c> PollApplier<'c> {
             self.tx
                 .prepare_cached(
                     "INSERT INTO counters(name, labels, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(name, labels) DO UPDATE SET value = value + excluded.value",
+                     ON CONFLICT(name, labels) DO UPDATE SET value = counters.value + excluded.value",
                 )?
                 .execute(params![name, labels, by])?;
         }
@@ -360,7 +360,7 @@ impl<'c> PollApplier<'c> {
             self.tx
                 .prepare_cached(
                     "INSERT INTO durations(event, labels, seconds, n) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(event, labels, seconds) DO UPDATE SET n = n + excluded.n",
+                     ON CONFLICT(event, labels, seconds) DO UPDATE SET n = durations.n + excluded.n",
                 )?
                 .execute(params![event, labels, seconds, n as i64])?;
         }
@@ -374,14 +374,15 @@ impl<'c> PollApplier<'c> {
         self.tx.execute(
             "INSERT INTO meta(key, value) VALUES ('first_success', ?1)
              ON CONFLICT(key) DO UPDATE SET value = excluded.value
-             WHERE CAST(excluded.value AS INTEGER) < CAST(meta.value AS INTEGER)",
+             WHERE CAST(excluded.value AS BIGINT) < CAST(meta.value AS BIGINT)",
             [self.now.to_string()],
         )?;
         if let Some(t) = self.dated_from {
             // Windows reach back to the earliest time a source dated.
             self.tx.execute(
                 "INSERT INTO meta(key, value) VALUES ('history_start', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = CAST(MIN(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)",
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value
+                 WHERE CAST(excluded.value AS BIGINT) < CAST(meta.value AS BIGINT)",
                 [t.to_string()],
             )?;
         }

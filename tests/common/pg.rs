@@ -1,0 +1,246 @@
+//! A real PostgreSQL server for tests: Debian's `postgresql` binaries,
+//! `initdb` into a temporary directory, started once per test binary on a
+//! free loopback port, as an unprivileged user (`nobody` when the tests run
+//! as root: PostgreSQL refuses root). Password authentication (SCRAM) over
+//! TCP, so the store's URLs carry a password as users' do. The server gets
+//! SIGQUIT (immediate shutdown) when the test binary exits.
+//!
+//! Shared by the library's unit tests (`#[path]` include) and the
+//! integration tests (`tests/common`). A missing installation fails the
+//! test with how to install it: never skipped.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The superuser the tests connect as, and its (fake) password.
+pub const USER: &str = "nhi";
+pub const PASSWORD: &str = "pg-test-password";
+
+pub struct PgServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    child: Mutex<Option<Child>>,
+    created: Mutex<()>,
+}
+
+/// The directory of `initdb`, `postgres`, `pg_dump`, `pg_ctl`: `$NHI_PG_BIN`,
+/// else the newest `/usr/lib/postgresql/*/bin` (Debian).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("NHI_PG_BIN") {
+        return PathBuf::from(d);
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").is_file().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    match found.pop() {
+        Some((_, bin)) => bin,
+        None => panic!(
+            "PostgreSQL was not found in /usr/lib/postgresql/*/bin: run scripts/test.sh \
+             (it installs Debian's postgresql package), or set NHI_PG_BIN"
+        ),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Run as `nobody` when root, and die with the test binary.
+fn unprivileged(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.uid(65534).gid(65534);
+    }
+    // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+            Ok(())
+        });
+    }
+}
+
+fn chown_nobody(p: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
+    // SAFETY: a valid C string path.
+    let rc = unsafe { libc::chown(c.as_ptr(), 65534, 65534) };
+    assert_eq!(rc, 0, "chown {}", p.display());
+}
+
+/// The server of this test binary, started on first use.
+pub fn server() -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        // Started from a thread that never ends: the server is sent
+        // SIGQUIT when its parent thread exits, which is then the process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("pg-server".into())
+            .spawn(move || {
+                let _ = tx.send(start());
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("spawn the pg-server thread");
+        rx.recv().expect("the PostgreSQL server started")
+    })
+}
+
+fn start() -> PgServer {
+    let bin = bin_dir();
+    let dir = tempfile::Builder::new()
+        .prefix("nhi-pg-")
+        .tempdir()
+        .expect("a temporary directory")
+        .keep();
+    chown_nobody(&dir);
+    let pwfile = dir.join("pw");
+    std::fs::write(&pwfile, PASSWORD).expect("write the password file");
+    chown_nobody(&pwfile);
+    let data = dir.join("data");
+    let mut initdb = Command::new(bin.join("initdb"));
+    initdb
+        .args(["-D"])
+        .arg(&data)
+        .args(["-U", USER, "--pwfile"])
+        .arg(&pwfile)
+        .args([
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-locale",
+            "--encoding=UTF8",
+            "--no-sync",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    unprivileged(&mut initdb);
+    let out = initdb.output().expect("run initdb");
+    assert!(
+        out.status.success(),
+        "initdb failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let log = std::fs::File::create(dir.join("log")).expect("create the server log");
+    chown_nobody(&dir.join("log"));
+    let mut cmd = Command::new(bin.join("postgres"));
+    cmd.arg("-D")
+        .arg(&data)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+        .arg(&dir)
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=64MB",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log);
+    unprivileged(&mut cmd);
+    let child = cmd.spawn().expect("start postgres");
+    let server = PgServer {
+        port,
+        dir,
+        bin,
+        child: Mutex::new(Some(child)),
+        created: Mutex::new(()),
+    };
+    server.wait_ready("postgres");
+    server
+}
+
+impl PgServer {
+    /// The URL of database `db`, with the password, TLS off (loopback).
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+
+    pub fn client(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(&self.url(db), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connect to test database {db}: {e}; log: {}", self.log()))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&self, db: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match postgres::Client::connect(&self.url(db), postgres::NoTls) {
+                Ok(_) => return,
+                Err(e) if Instant::now() > deadline => {
+                    panic!("PostgreSQL did not come up: {e}; log: {}", self.log())
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// A new, empty database (dropped first if a previous run left it).
+    pub fn fresh_db(&self, name: &str) -> String {
+        // CREATE DATABASE copies template1 and fails while another copy
+        // runs: one at a time.
+        let _g = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.client("postgres");
+        c.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
+        ))
+        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        self.url(name)
+    }
+
+    /// The database, created if missing (a store reopened by a test).
+    pub fn db(&self, name: &str) -> String {
+        let _g = self.created.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.client("postgres");
+        let exists = c
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .expect("query pg_database")
+            .is_some();
+        if !exists {
+            c.batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        }
+        self.url(name)
+    }
+
+    /// Stop the server abruptly (SIGKILL of the postmaster and the rest
+    /// of its process group is not needed: backends exit when it dies).
+    pub fn kill(&self) {
+        if let Some(mut c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
