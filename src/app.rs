@@ -3,7 +3,7 @@
 //! snapshot and its rendered exposition, and the source tasks. `main` only
 //! wires this to the CLI.
 
-use crate::config::{Config, ConfigError, Policy, SourceConfig};
+use crate::config::{Config, ConfigError, Policy, SourceConfig, StoreBackend};
 use crate::hashing::SecretHasher;
 use crate::health::Health;
 use crate::kpi::collector::{KpiCollector, KpiView};
@@ -89,14 +89,31 @@ impl App {
     pub fn with_loaded(config_path: &Path, loaded: Loaded) -> Result<Arc<App>, StartError> {
         let cfg = loaded.config.clone();
         let key_path = cfg.state.hash_key_path();
+        // The PostgreSQL URL holds its password: read here, never logged.
+        let url = match &cfg.state.backend {
+            StoreBackend::Sqlite => None,
+            StoreBackend::Postgres { url_file } => Some(
+                std::fs::read_to_string(url_file).map_err(|source| StoreError::UrlFile {
+                    path: url_file.clone(),
+                    source,
+                })?,
+            ),
+        };
         let hasher = match SecretHasher::load(&key_path)? {
             Some(h) => h,
             None => {
                 // A store written under a key that is now missing would
                 // refuse a new one: say so before writing anything.
-                if let Some(stored) = Store::stored_key_id(&cfg.state.path)? {
+                let stored = match &url {
+                    None => Store::stored_key_id(&cfg.state.path)?,
+                    Some(url) => Store::stored_key_id_postgres(url)?,
+                };
+                if let Some(stored) = stored {
                     return Err(StoreError::KeyMissing {
-                        path: cfg.state.path.clone(),
+                        path: match &cfg.state.backend {
+                            StoreBackend::Postgres { url_file } => url_file.clone(),
+                            StoreBackend::Sqlite => cfg.state.path.clone(),
+                        },
                         key: key_path,
                         stored,
                     }
@@ -107,7 +124,10 @@ impl App {
                 h
             }
         };
-        let store = Store::open(&cfg.state.path, &hasher.key_id())?;
+        let store = match &url {
+            None => Store::open(&cfg.state.path, &hasher.key_id())?,
+            Some(url) => Store::open_postgres(url, &hasher.key_id())?,
+        };
         let registry = Registry::new();
         let health = Health::new(&registry);
         let view = Arc::new(RwLock::new(KpiView::default()));
@@ -402,7 +422,7 @@ impl App {
         let old = self.config();
         if new.config.state != old.state {
             tracing::warn!(
-                "state.path and state.hash_key_file changes need a restart; keeping the open store"
+                "state (backend, path, url_file, hash_key_file) changes need a restart; keeping the open store"
             );
             let mut cfg = (*new.config).clone();
             cfg.state = old.state.clone();

@@ -37,7 +37,8 @@ pub fn run(config_file: &Path, args: &ExportHistoryArgs) -> Result<usize, RunErr
     let loaded =
         crate::sources::registry::load(config_file).map_err(|e| RunError::Other(e.to_string()))?;
     let state = &loaded.config.state.path;
-    if !state.exists() {
+    let sqlite = loaded.config.state.backend == crate::config::StoreBackend::Sqlite;
+    if sqlite && !state.exists() {
         return Err(RunError::Other(format!(
             "no store at {} (state.path): nothing to export; run the exporter first",
             state.display()

@@ -80,10 +80,22 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateConfig {
-    /// SQLite store file.
+    /// Which store: the SQLite file `path`, or PostgreSQL.
+    pub backend: StoreBackend,
+    /// SQLite store file (backend sqlite).
     pub path: PathBuf,
-    /// HMAC key file; `None` means "beside the store".
+    /// HMAC key file; `None` means "beside the store" (sqlite only).
     pub hash_key_file: Option<PathBuf>,
+}
+
+/// `state.backend`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreBackend {
+    /// The embedded default: one instance, the file `state.path`.
+    Sqlite,
+    /// Shared by replicas; the URL (with its password) is read from
+    /// `url_file` at start-up and never logged.
+    Postgres { url_file: PathBuf },
 }
 
 impl StateConfig {
@@ -224,10 +236,10 @@ pub fn load(path: &Path, types: &[SourceType]) -> Result<Config, ConfigError> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawState {
-    /// `sqlite` (the default and, in this build, the only backend).
+    /// `sqlite` (the default) or `postgres`.
     backend: Option<String>,
     path: Option<String>,
-    /// The PostgreSQL backend's URL file; refused until that backend exists.
+    /// The PostgreSQL backend's URL file.
     url_file: Option<String>,
     hash_key_file: Option<String>,
 }
@@ -294,24 +306,52 @@ pub fn parse(
     let policy: RawPolicy = section(&top, "policy", &mut issues).unwrap_or_default();
     let labels: RawLabels = section(&top, "labels", &mut issues).unwrap_or_default();
 
-    match state.backend.as_deref() {
-        None | Some("sqlite") => {}
-        Some("postgres") => issues.push(
-            "state.backend",
-            "postgres is not available in this build: use sqlite (the default) with state.path",
-        ),
-        Some(_) => issues.push(
-            "state.backend",
-            "unknown backend; use sqlite (the default)".to_string(),
-        ),
-    }
-    if state.url_file.is_some() {
-        issues.push(
-            "state.url_file",
-            "is for backend: postgres, which this build does not have; use state.path",
-        );
-    }
+    let backend = match state.backend.as_deref() {
+        None | Some("sqlite") => {
+            if state.url_file.is_some() {
+                issues.push(
+                    "state.url_file",
+                    "is for backend: postgres; the sqlite backend uses state.path",
+                );
+            }
+            StoreBackend::Sqlite
+        }
+        Some("postgres") => {
+            if state.path.is_some() {
+                issues.push(
+                    "state.path",
+                    "is for backend: sqlite; the postgres backend reads its URL from state.url_file",
+                );
+            }
+            if state.hash_key_file.is_none() {
+                issues.push(
+                    "state.hash_key_file",
+                    "is required with backend: postgres: every replica must hash secrets with the same key (a file all of them read, e.g. a Kubernetes Secret)",
+                );
+            }
+            match state.url_file.as_deref() {
+                Some(f) if !f.trim().is_empty() => StoreBackend::Postgres {
+                    url_file: resolve(base_dir, f),
+                },
+                _ => {
+                    issues.push(
+                        "state.url_file",
+                        "is required with backend: postgres: a file holding postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=verify-full",
+                    );
+                    StoreBackend::Sqlite
+                }
+            }
+        }
+        Some(other) => {
+            issues.push(
+                "state.backend",
+                format!("unknown backend {other:?}; use sqlite (the default) or postgres"),
+            );
+            StoreBackend::Sqlite
+        }
+    };
     let state = StateConfig {
+        backend,
         path: resolve(base_dir, state.path.as_deref().unwrap_or("nhi-exporter.db")),
         hash_key_file: state.hash_key_file.as_deref().map(|p| resolve(base_dir, p)),
     };

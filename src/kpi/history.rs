@@ -9,8 +9,8 @@
 
 use super::{windows, PreviousWindow, Snapshot, WindowKpis};
 use crate::config::Policy;
-use crate::store::StoreError;
 use crate::store::db::{params, Conn as Connection, DbError};
+use crate::store::StoreError;
 use std::collections::BTreeMap;
 
 /// What the windows are measured against: the value "now" at `now`.

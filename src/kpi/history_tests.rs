@@ -419,10 +419,18 @@ fn time_counts_answer_what_the_row_scans_answered() {
             assert_eq!(
                 finding_counts(&times, (s, e)),
                 [
-                    count(&format!("{f}detected_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"), s, e),
+                    count(
+                        &format!("{f}detected_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"),
+                        s,
+                        e
+                    ),
                     count(&format!("{f}detected_at >= ?1 AND detected_at <= ?2"), s, e),
                     count(&format!("{f}closed_at >= ?1 AND closed_at <= ?2"), s, e),
-                    count(&format!("{f}closed_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"), s, e),
+                    count(
+                        &format!("{f}closed_at < ?1 AND CAST(?2 AS BIGINT) IS NOT NULL"),
+                        s,
+                        e
+                    ),
                 ],
                 "round {round}: findings in [{s}, {e}]"
             );

@@ -3,8 +3,8 @@
 //! the store, and the privilege, hygiene and governance posture dimensions.
 
 use crate::config::{LabelsConfig, Policy};
-use crate::store::StoreError;
 use crate::store::db::{Conn as Connection, Row};
+use crate::store::StoreError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 const DAY: i64 = 86_400;

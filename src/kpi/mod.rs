@@ -10,8 +10,8 @@ pub mod windows;
 
 use crate::config::{LabelsConfig, Policy};
 use crate::model::Validity;
-use crate::store::{decode_labels, events, StoreError};
 use crate::store::db::Conn as Connection;
+use crate::store::{decode_labels, events, StoreError};
 use std::collections::BTreeMap;
 
 pub type Labels = Vec<(String, String)>;

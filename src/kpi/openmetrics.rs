@@ -9,8 +9,8 @@
 use super::collector::help_of;
 use super::history::{history_start, trend, TrendPoint};
 use crate::config::Policy;
-use crate::store::StoreError;
 use crate::store::db::Conn as Connection;
+use crate::store::StoreError;
 use std::io::Write;
 
 /// What to export.

@@ -1,8 +1,8 @@
 //! Window arithmetic: ratios, exact medians and the step-function history
 //! lookups behind the `window`-labelled KPIs.
 
-use crate::store::StoreError;
 use crate::store::db::{params, Conn as Connection, OptionalExt};
+use crate::store::StoreError;
 
 /// The longest configured window, in seconds (0 with none).
 pub fn longest(policy: &crate::config::Policy) -> i64 {

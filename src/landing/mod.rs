@@ -17,8 +17,8 @@ use crate::app::App;
 use crate::config::Policy;
 use crate::kpi::history::{TrendBase, TrendPoint};
 use crate::kpi::Snapshot;
-use crate::store::StoreError;
 use crate::store::db::{params, Conn as Connection};
+use crate::store::StoreError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

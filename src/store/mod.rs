@@ -76,6 +76,11 @@ pub enum StoreError {
     },
     #[error("state.url_file: the URL {0}")]
     Url(String),
+    #[error("cannot read state.url_file {path}: {source}")]
+    UrlFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot connect to the store {location}: {source}")]
     Connect { location: String, source: DbError },
     #[error("the database {path} has tables of another application (meta, findings or exposures, but no nhi-exporter schema version); it was left untouched. Point the URL at a database or schema of its own")]

@@ -163,6 +163,29 @@ impl Store {
         })
     }
 
+    /// [`Store::stored_key_id`] of a PostgreSQL store: `None` when the
+    /// database has no store yet.
+    pub fn stored_key_id_postgres(url: &str) -> Result<Option<String>, StoreError> {
+        let target = db::pg::Target::parse(url).map_err(StoreError::Url)?;
+        let conn = db::pg::PgConn::connect(&target).map_err(|e| StoreError::Connect {
+            location: target.shown().to_string(),
+            source: e,
+        })?;
+        let conn = Conn::Pg(conn);
+        let has_meta: bool =
+            conn.query_row("SELECT to_regclass('meta') IS NOT NULL", [], |r| r.get(0))?;
+        if !has_meta {
+            return Ok(None);
+        }
+        Ok(conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'hash_key_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The hash key id a store was written under, without changing it:
     /// `None` when the store is new or empty. Read before a new key is
     /// generated, so that a missing key file is reported instead of a new

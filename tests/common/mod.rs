@@ -4,6 +4,7 @@
 
 pub mod moto;
 pub mod openbao;
+pub mod pg;
 
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -213,10 +213,15 @@ impl PgServer {
         // runs: one at a time.
         let _g = self.created.lock().unwrap_or_else(|p| p.into_inner());
         let mut c = self.client("postgres");
-        c.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        // Two statements: CREATE DATABASE cannot run in the implicit
+        // transaction of a multi-statement query.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            c.batch_execute(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        }
         self.url(name)
     }
 
@@ -230,7 +235,7 @@ impl PgServer {
             .is_some();
         if !exists {
             c.batch_execute(&format!("CREATE DATABASE {name}"))
-                .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+                .unwrap_or_else(|e| panic!("create database {name}: {e:?}"));
         }
         self.url(name)
     }

@@ -8,6 +8,7 @@ mod exposures;
 mod findings;
 mod inventory;
 
+use super::db::{params, Conn as Connection, Tx as Transaction};
 use super::events::{
     EXPOSURE_REOPENED, EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE,
     TIME_TO_REVOKE,
@@ -17,7 +18,6 @@ use crate::model::{
     ExposureKey, InventoryScan, ObservedCredential, ObservedFinding, Resolution, TargetScan,
     Validity,
 };
-use super::db::{params, Conn as Connection, Tx as Transaction};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 

@@ -21,14 +21,23 @@ pub fn describe(e: &postgres::Error) -> String {
     }
 }
 
+/// Run `f`, which blocks on the client's own runtime, also from a task of
+/// the exporter's (multi-thread) runtime: rust-postgres' blocking client
+/// refuses to start its runtime inside another one. On a blocking-pool
+/// thread or outside any runtime this is `f()`.
+pub(super) fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Any column value, read only to tell NULL from not NULL.
 pub(super) struct Raw;
 
 impl<'a> FromSql<'a> for Raw {
-    fn from_sql(
-        _: &Type,
-        _: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(_: &Type, _: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         Ok(Raw)
     }
     fn accepts(_: &Type) -> bool {
@@ -147,17 +156,27 @@ pub struct PgConn {
 
 impl Drop for PgConn {
     fn drop(&mut self) {
-        let (Some(home), Some((client, cache))) = (&self.home, self.inner.get_mut().take())
-        else {
+        let Some((client, cache)) = self.inner.get_mut().take() else {
             return;
         };
-        if client.is_closed() {
-            return;
+        if let Some(home) = &self.home {
+            if !client.is_closed() {
+                let mut idle = home.idle.lock().unwrap_or_else(|p| p.into_inner());
+                if idle.len() < MAX_IDLE {
+                    idle.push((client, cache));
+                    return;
+                }
+            }
         }
-        let mut idle = home.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push((client, cache));
-        }
+        // Closing the client blocks on (and drops) its runtime.
+        off_runtime(move || drop(client));
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(|p| p.into_inner()));
+        off_runtime(move || drop(idle));
     }
 }
 
@@ -193,7 +212,7 @@ impl PgConn {
         let (client, cache) = inner
             .as_mut()
             .ok_or_else(|| DbError::Other("the PostgreSQL connection is closed".into()))?;
-        f(client, cache)
+        off_runtime(|| f(client, cache))
     }
 
     pub(super) fn prepare(&self, sql: &str, cached: bool) -> Result<postgres::Statement, DbError> {
@@ -292,8 +311,8 @@ impl Target {
             "require" | "verify-ca" | "verify-full" => SslMode::Require,
             other => {
                 return Err(format!(
-                "has sslmode={other}; use disable, prefer, require, verify-ca or verify-full"
-            ))
+                    "has sslmode={other}; use disable, prefer, require, verify-ca or verify-full"
+                ))
             }
         };
         config.ssl_mode(ssl);
@@ -320,11 +339,17 @@ impl Target {
     }
 
     pub fn connect(&self) -> Result<postgres::Client, DbError> {
+        off_runtime(|| self.connect_here())
+    }
+
+    fn connect_here(&self) -> Result<postgres::Client, DbError> {
         Ok(match &self.tls {
             None => self.config.connect(postgres::NoTls)?,
-            Some(tls) => self.config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-                (**tls).clone(),
-            ))?,
+            Some(tls) => self
+                .config
+                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(
+                    (**tls).clone(),
+                ))?,
         })
     }
 }

@@ -1,0 +1,209 @@
+//! The PostgreSQL backend through the real binary, against a real server
+//! (Debian's postgresql, started by `common::pg`): the same inputs give
+//! the same exposition on SQLite and PostgreSQL, poll after poll; the
+//! URL's password and planted canary secrets appear nowhere (`pg_dump` of
+//! the database, logs, exposition).
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CANARY_A: &str = "nhi-canary-5c1d2e3f-pg-alpha-QmFzZTY0";
+const CANARY_B: &str = "nhi-canary-9a8b7c6d-pg-beta-c2VjcmV0";
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// A config polling `reports/*.json` with its store on `state`.
+fn config(dir: &Path, state: &str) -> PathBuf {
+    let p = dir.join("nhi.yaml");
+    std::fs::write(
+        &p,
+        format!(
+            "state: {state}\npolicy: {{windows: [7d, 30d]}}\nsources:\n  - name: ci\n    type: gitleaks\n    interval: 1m\n    timeout: 10s\n    paths: [\"{}/*.json\"]\n",
+            dir.join("reports").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn aws_finding() -> serde_json::Value {
+    let mut f = gl_finding(
+        "aws-access-token",
+        "AKIAIOSFODNN7EXAMPLE",
+        "deploy/prod.env",
+        3,
+        "c1",
+    );
+    f["Match"] = serde_json::Value::String(format!("AKIAIOSFODNN7EXAMPLE:{AWS_SECRET}"));
+    f
+}
+
+/// The exposition with the values that depend on the wall clock (ages,
+/// timestamps, durations measured by the process) replaced by `T`: what
+/// two runs a few milliseconds apart cannot share. Every count, label
+/// set, HELP and TYPE line, and the order of the series stay as printed.
+fn clockless(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let name = l.split(['{', ' ']).next().unwrap_or("");
+            let timed = !l.starts_with('#')
+                && (name.ends_with("_timestamp_seconds")
+                    || name.ends_with("_age_seconds")
+                    || name.contains("_duration_seconds")
+                    || name.ends_with("_seconds_sum")
+                    || name == "nhi_store_history_seconds"
+                    || name == "nhi_exposure_revocation_idle_seconds"
+                    || name.starts_with("process_"));
+            match (timed, l.rsplit_once(' ')) {
+                (true, Some((series, _))) => format!("{series} T\n"),
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect()
+}
+
+fn once(cfg: &Path) -> (String, String) {
+    let out = Command::new(BIN)
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg("--once")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8(out.stdout).unwrap(), stderr)
+}
+
+#[test]
+fn postgres_and_sqlite_give_the_same_exposition_and_store_no_secret() {
+    let server = pg::server();
+    let url = server.fresh_db("e2e_same");
+    let lite = tempfile::tempdir().unwrap();
+    let pgdir = tempfile::tempdir().unwrap();
+    let url_file = pgdir.path().join("pg-url");
+    // Surrounding whitespace is trimmed (a file written by `echo`).
+    std::fs::write(&url_file, format!("  {url}\n")).unwrap();
+    // One key for both, as replicas share theirs.
+    let key = tempfile::tempdir().unwrap();
+    let key = key.path().join("hmac.key").display().to_string();
+    let lite_cfg = config(
+        lite.path(),
+        &format!("{{path: state/state.db, hash_key_file: {key}}}"),
+    );
+    let pg_cfg = config(
+        pgdir.path(),
+        &format!(
+            "{{backend: postgres, url_file: {}, hash_key_file: {key}}}",
+            url_file.display()
+        ),
+    );
+    let polls: [Vec<(&str, Vec<serde_json::Value>)>; 3] = [
+        vec![
+            (
+                "a.json",
+                vec![
+                    gl_finding("generic-api-key", CANARY_A, "src/a.py", 1, "c1"),
+                    aws_finding(),
+                ],
+            ),
+            (
+                "b.json",
+                vec![
+                    gl_finding("slack-bot-token", CANARY_B, "ops/b.sh", 9, "c2"),
+                    gl_finding("generic-api-key", CANARY_A, "src/copy.py", 4, "c2"),
+                ],
+            ),
+        ],
+        // The AWS key and one copy of canary A fixed; canary B stays.
+        vec![
+            ("a.json", vec![]),
+            (
+                "b.json",
+                vec![gl_finding("slack-bot-token", CANARY_B, "ops/b.sh", 9, "c2")],
+            ),
+        ],
+        // Canary A back in a new file: a new finding of a closed exposure.
+        vec![(
+            "a.json",
+            vec![gl_finding(
+                "generic-api-key",
+                CANARY_A,
+                "src/again.py",
+                2,
+                "c3",
+            )],
+        )],
+    ];
+    let mut logs = String::new();
+    for (i, poll) in polls.iter().enumerate() {
+        for dir in [lite.path(), pgdir.path()] {
+            std::fs::create_dir_all(dir.join("reports")).unwrap();
+            for (file, findings) in poll {
+                write_report(&dir.join("reports").join(file), findings);
+            }
+        }
+        let (from_lite, _) = once(&lite_cfg);
+        let (from_pg, err) = once(&pg_cfg);
+        logs.push_str(&err);
+        assert!(
+            from_pg.contains("nhi_findings_open") && from_pg.contains("nhi_exposed_secrets"),
+            "poll {i}: {from_pg}"
+        );
+        let (a, b) = (clockless(&from_lite), clockless(&from_pg));
+        let differ: Vec<_> = a.lines().zip(b.lines()).filter(|(x, y)| x != y).collect();
+        assert!(
+            a == b,
+            "poll {i}: the expositions differ ({} and {} lines): {differ:#?}",
+            a.lines().count(),
+            b.lines().count()
+        );
+        for text in [&from_pg, &logs] {
+            for secret in [CANARY_A, CANARY_B, AWS_SECRET, PASSWORD_IN_URL] {
+                assert!(!text.contains(secret), "poll {i}: {secret} leaked");
+            }
+        }
+    }
+    // The numbers are real, not two equal empty expositions.
+    let (last, _) = once(&pg_cfg);
+    let m = Metrics::parse(&last);
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")]
+        ),
+        // The AWS key and both copies of canary A (poll 1).
+        Some(3.0)
+    );
+
+    // Nothing secret in the database itself.
+    let dump = Command::new(server.bin.join("pg_dump"))
+        .arg("--no-owner")
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
+    assert!(
+        dump.contains("COPY public.findings"),
+        "{}",
+        &dump[..dump.len().min(2000)]
+    );
+    assert!(
+        dump.contains("src/again.py"),
+        "the findings' locations are stored"
+    );
+    for secret in [CANARY_A, CANARY_B, AWS_SECRET] {
+        assert!(!dump.contains(secret), "{secret} is in the pg_dump");
+    }
+}
+
+/// The password of the test server's URLs (`common::pg`).
+const PASSWORD_IN_URL: &str = pg::PASSWORD;
