@@ -2,6 +2,7 @@
 # Runs every test of nhi-exporter. On a fresh machine it first installs what
 # the tests need: Debian's prometheus package (promtool and the server),
 # prometheus-alertmanager (the server and amtool), jsonnet (the mixin), git,
+# postgresql (the postgres backend's tests),
 # chromium (headless, for the landing page test),
 # and a Python virtualenv (.venv) with the pinned scanners the tests run.
 # Usage: scripts/test.sh [--install-only]
@@ -31,6 +32,10 @@ install_debian_packages() {
   command -v python3 >/dev/null || missing+=(python3 python3-venv)
   # Headless browser of the landing page test (tests/landing_browser.rs).
   command -v chromium >/dev/null || missing+=(chromium)
+  # PostgreSQL server, initdb and pg_dump: the postgres backend's tests
+  # start their own server (tests/common/pg.rs); Debian's cluster service
+  # is not used.
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
@@ -90,6 +95,9 @@ bash scripts/check-rules.sh
 
 log "tests"
 cargo test --locked --all-features -- --test-threads=2
+
+log "store, KPI and landing tests again on PostgreSQL (NHI_TEST_BACKEND=postgres)"
+NHI_TEST_BACKEND=postgres cargo test --locked --all-features --lib -- --test-threads=2
 
 log "Alertmanager end to end: exporter + Prometheus + Alertmanager + webhook, alert survives an exporter restart"
 bash scripts/alertmanager-e2e.sh
