@@ -145,6 +145,28 @@ fn dollar_escapes() {
 }
 
 #[test]
+fn the_postgres_backend_reads_its_url_from_a_file() {
+    // SPEC §6: `state: {backend: postgres, url_file: ..., hash_key_file: ...}`.
+    let c = ok(
+        "state: {backend: postgres, url_file: pg-url, hash_key_file: /etc/nhi-exporter/hmac.key}",
+    );
+    assert_eq!(
+        c.state.backend,
+        StoreBackend::Postgres {
+            url_file: PathBuf::from("/etc/nhi/pg-url")
+        }
+    );
+    assert_eq!(
+        c.state.hash_key_path(),
+        PathBuf::from("/etc/nhi-exporter/hmac.key")
+    );
+    assert_eq!(
+        ok("state: {backend: sqlite}").state.backend,
+        StoreBackend::Sqlite
+    );
+}
+
+#[test]
 fn spec_state_and_policy_sections_are_accepted() {
     // SPEC §6's example, verbatim for these two sections, with the explicit
     // default backend.
