@@ -68,6 +68,8 @@ pub struct App {
     pub refresh: Notify,
     tasks: Mutex<HashMap<String, Task>>,
     pub shutdown: CancellationToken,
+    /// Set on a PostgreSQL store: replicas share the sources.
+    leases: Option<Arc<poll::Leases>>,
 }
 
 impl std::fmt::Debug for App {
@@ -136,10 +138,14 @@ impl App {
             .expect("KPI collector registers once");
         health.reload_ok.set(1.0);
         health.reload_ts.set(unix_now() as f64);
+        let store = Arc::new(store);
+        let leases = store
+            .is_postgres()
+            .then(|| Arc::new(poll::Leases::new(store.clone())));
         let app = Arc::new(App {
             config_path: config_path.to_path_buf(),
             loaded: RwLock::new(loaded),
-            store: Arc::new(store),
+            store,
             hasher: Arc::new(hasher),
             registry,
             health,
@@ -149,6 +155,7 @@ impl App {
             refresh: Notify::new(),
             tasks: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
+            leases,
         });
         app.sync_sources()?;
         Ok(app)
@@ -381,6 +388,9 @@ impl App {
             .filter(|s| s.enabled)
             .map(|s| (s.name.as_str(), s))
             .collect();
+        if let Some(l) = &self.leases {
+            l.set_sources(wanted.len());
+        }
         tasks.retain(|name, t| {
             let keep = wanted.get(name.as_str()).is_some_and(|c| **c == t.cfg);
             if !keep {
@@ -451,25 +461,47 @@ impl App {
     /// recompute; [`App::run_renderer`] re-renders on a tick of its own, so
     /// health and staleness move on time even while a recompute waits.
     pub async fn run_refresher(self: Arc<Self>) {
+        // On a store shared by replicas, the others' polls change the
+        // numbers too: look every 5 s (one small query) whether any
+        // source's latest poll moved, and recompute then.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut seen = None;
         loop {
-            tokio::select! {
-                _ = self.shutdown.cancelled() => return,
-                _ = self.refresh.notified() => {
-                    let app = self.clone();
-                    let res = tokio::task::spawn_blocking(move || app.recompute(unix_now())).await;
-                    match res {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::error!(error = %e, "KPI computation failed; serving the previous snapshot"),
-                        Err(e) => tracing::error!(error = %e, "KPI computation panicked"),
+            let changed = async {
+                loop {
+                    tick.tick().await;
+                    if !self.store.is_postgres() {
+                        continue;
                     }
-                    self.render();
-                    // Fold the WAL into the database file once the new
-                    // snapshot is served (off the poll's critical path).
                     let store = self.store.clone();
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
-                        tracing::warn!(error = %e, "WAL checkpoint failed; retried after the next poll");
+                    if let Ok(Ok(now)) =
+                        tokio::task::spawn_blocking(move || store.last_successes()).await
+                    {
+                        if seen.replace(now.clone()).is_some_and(|before| before != now) {
+                            return;
+                        }
                     }
                 }
+            };
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = changed => {}
+                _ = self.refresh.notified() => {}
+            }
+            let app = self.clone();
+            let res = tokio::task::spawn_blocking(move || app.recompute(unix_now())).await;
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "KPI computation failed; serving the previous snapshot"),
+                Err(e) => tracing::error!(error = %e, "KPI computation panicked"),
+            }
+            self.render();
+            // Fold the WAL into the database file once the new
+            // snapshot is served (off the poll's critical path).
+            let store = self.store.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.checkpoint()).await {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retried after the next poll");
             }
         }
     }
@@ -518,5 +550,9 @@ impl PollHost for App {
     fn polled(&self, cfg: &SourceConfig, outcome: &PollOutcome) {
         self.record_poll(cfg, outcome);
         self.refresh.notify_one();
+    }
+
+    fn leases(&self) -> Option<Arc<poll::Leases>> {
+        self.leases.clone()
     }
 }

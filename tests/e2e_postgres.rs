@@ -207,3 +207,119 @@ fn postgres_and_sqlite_give_the_same_exposition_and_store_no_secret() {
 
 /// The password of the test server's URLs (`common::pg`).
 const PASSWORD_IN_URL: &str = pg::PASSWORD;
+
+/// Applied polls of `source` in an exporter's log.
+fn applied(log: &str, source: &str) -> usize {
+    log.lines()
+        .filter(|l| l.contains("poll applied"))
+        .filter(|l| l.contains(&format!("source={source} ")) || l.ends_with(&format!("source={source}")))
+        .count()
+}
+
+#[test]
+fn two_replicas_share_the_polling_and_take_over_when_one_dies() {
+    let server = pg::server();
+    let url = server.fresh_db("e2e_replicas");
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("pg-url");
+    std::fs::write(&url_file, &url).unwrap();
+    let key = dir.path().join("hmac.key");
+    // Two sources, each polled every 4 s: lease 2 s, renewed every 0.67 s.
+    let mut sources = String::new();
+    for s in ["ci", "nightly"] {
+        let reports = dir.path().join(s);
+        std::fs::create_dir_all(&reports).unwrap();
+        write_report(
+            &reports.join("r.json"),
+            &[gl_finding("generic-api-key", &format!("{CANARY_A}-{s}"), "a.py", 1, "c1")],
+        );
+        sources.push_str(&format!(
+            "  - name: {s}\n    type: gitleaks\n    interval: 4s\n    timeout: 3s\n    paths: [\"{}/*.json\"]\n",
+            reports.display()
+        ));
+    }
+    let cfg = dir.path().join("nhi.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state: {{backend: postgres, url_file: {}, hash_key_file: {}}}\nsources:\n{sources}",
+            url_file.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    // The key is made once, as an operator would before starting replicas.
+    once(&cfg);
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut a = Exporter::start(&cfg, &log_a, &[]);
+    let mut b = Exporter::start(&cfg, &log_b, &[]);
+    let started = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(17));
+    let elapsed = started.elapsed().as_secs_f64();
+    let (la, lb) = (a.log_text(), b.log_text());
+    for s in ["ci", "nightly"] {
+        let total = applied(&la, s) + applied(&lb, s);
+        // The `once` run polled both at t=0: a poll is due 4 s later.
+        let most = (elapsed / 4.0).floor() as usize + 1;
+        assert!(
+            (1..=most).contains(&total),
+            "{s}: {total} polls in {elapsed:.1}s by both replicas, at most {most} expected\nA:\n{la}\nB:\n{lb}"
+        );
+    }
+    // Spread: each replica polls one of the two sources.
+    let by_a = ["ci", "nightly"].map(|s| applied(&la, s));
+    let by_b = ["ci", "nightly"].map(|s| applied(&lb, s));
+    eprintln!("polls of [ci, nightly] in {elapsed:.1}s: A {by_a:?}, B {by_b:?}");
+    assert!(
+        by_a.iter().sum::<usize>() > 0 && by_b.iter().sum::<usize>() > 0,
+        "both replicas poll: A {by_a:?}, B {by_b:?}"
+    );
+    // Both serve the store's numbers: the same KPIs.
+    let kpis = |e: &Exporter| {
+        let m = e.wait_for("both findings", |m| {
+            m.get("nhi_exposed_secrets", &[("validity", "unknown")]) == Some(2.0)
+        });
+        m.sum("nhi_findings_detected_total", &[])
+    };
+    assert_eq!(kpis(&a), 2.0);
+    assert_eq!(kpis(&b), 2.0);
+
+    // kill -9 the replica polling `ci` now: the other takes over within
+    // one interval plus the lease, and nothing is counted twice.
+    let (victim, survivor, survivor_log) = if applied(&la, "ci") >= applied(&lb, "ci") {
+        (&mut a, &b, &log_b)
+    } else {
+        (&mut b, &a, &log_a)
+    };
+    let before = applied(&std::fs::read_to_string(survivor_log).unwrap(), "ci");
+    let mut child = victim.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = std::time::Instant::now();
+    let deadline = killed + std::time::Duration::from_secs(4 + 2 + 3);
+    loop {
+        let now = applied(&std::fs::read_to_string(survivor_log).unwrap(), "ci");
+        if now > before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no takeover of ci within {:?}:\n{}",
+            killed.elapsed(),
+            survivor.log_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    eprintln!("ci taken over {:.1}s after the kill", killed.elapsed().as_secs_f64());
+    let m = Metrics::parse(&survivor.metrics());
+    assert_eq!(m.sum("nhi_findings_detected_total", &[]), 2.0, "counts unchanged");
+    assert_eq!(
+        m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+        Some(2.0)
+    );
+    for e in [&mut a, &mut b] {
+        if e.child.is_some() {
+            e.stop();
+        }
+    }
+}

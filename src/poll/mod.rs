@@ -5,8 +5,10 @@
 //! poll's outcome to its [`PollHost`] and knows nothing of HTTP or
 //! Prometheus.
 
+mod lease;
 mod pipeline;
 
+pub use lease::Leases;
 pub use pipeline::{apply_poll, poll_once, poll_once_at};
 
 use crate::config::{Policy, SourceConfig};
@@ -27,6 +29,11 @@ pub trait PollHost: Send + Sync + 'static {
     fn policy(&self) -> Arc<Policy>;
     /// A poll ended (applied or not): record its health, refresh the KPIs.
     fn polled(&self, cfg: &SourceConfig, outcome: &PollOutcome);
+    /// The leases of a store shared by replicas (PostgreSQL); `None` for
+    /// one instance, which polls every source.
+    fn leases(&self) -> Option<Arc<Leases>> {
+        None
+    }
 }
 
 /// The result of one poll.
@@ -71,9 +78,25 @@ pub async fn run(
 ) {
     tracing::info!(source = %cfg.name, source_type = cfg.type_name(), interval = ?cfg.interval, "source started");
     let mut failures = 0u32;
+    let leases = host.leases();
     loop {
-        let out = guarded_poll(&host, &cfg, &source, &cancel).await;
+        let out = match &leases {
+            None => guarded_poll(&host, &cfg, &source, &cancel).await,
+            Some(l) => {
+                if !l.await_turn(&cfg, &cancel).await {
+                    l.release(&cfg).await;
+                    return;
+                }
+                tokio::select! {
+                    out = guarded_poll(&host, &cfg, &source, &cancel) => out,
+                    _ = l.keep(&cfg) => PollOutcome::default(),
+                }
+            }
+        };
         if cancel.is_cancelled() {
+            if let Some(l) = &leases {
+                l.release(&cfg).await;
+            }
             return;
         }
         host.polled(&cfg, &out);
@@ -85,7 +108,12 @@ pub async fn run(
             backoff(failures, cfg.interval)
         };
         tokio::select! {
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                if let Some(l) = &leases {
+                    l.release(&cfg).await;
+                }
+                return;
+            }
             _ = tokio::time::sleep(delay) => {}
         }
     }

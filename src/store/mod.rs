@@ -4,10 +4,12 @@
 
 mod apply;
 pub mod db;
+mod lease;
 mod open;
 mod schema;
 
 pub use apply::{ApplyStats, PollApplier};
+pub use lease::Replicas;
 pub use schema::{rebuild_time_counts, SCHEMA_VERSION};
 
 /// The migrations, for tests that build an older store.

@@ -275,6 +275,25 @@ INSERT INTO scopes(name, rank)
     // distinct time instead of scanning the tables; open exposures per
     // validity.
     (V6_TIME_COUNTS, Some(rebuild_time_counts)),
+    // v7: replicas sharing a PostgreSQL store (issue 15). Which replica
+    // polls a source; unused (and empty) on SQLite, which has one instance.
+    (
+        r#"
+-- The lease of `name` (`source:<source name>`): its holder keeps
+-- expires_at ahead of the store's clock; past it, another replica takes it.
+CREATE TABLE leases(
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Replicas by their latest lease heartbeat: how many share the sources.
+CREATE TABLE replicas(
+    id      TEXT PRIMARY KEY,
+    seen_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+        None,
+    ),
 ];
 
 /// v6: what the KPI windows count, per time, kept by the applier at every
