@@ -245,6 +245,24 @@ impl App {
         Ok(())
     }
 
+    /// Other replicas' polls (a shared store): a source's latest success
+    /// is the store's, whoever polled it, so that it is not stale here.
+    fn polled_elsewhere(&self, persisted: &BTreeMap<String, i64>) {
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        for (name, st) in statuses.iter_mut() {
+            let Some(&t) = persisted.get(name) else {
+                continue;
+            };
+            if st.last_success.is_none_or(|l| l < t) {
+                st.last_success = Some(t);
+                self.health
+                    .last_success
+                    .with_label_values(&[name.as_str(), st.source_type.as_str()])
+                    .set(t as f64);
+            }
+        }
+    }
+
     /// Record a poll's outcome in the health metrics and statuses.
     pub fn record_poll(&self, cfg: &SourceConfig, out: &PollOutcome) {
         let kind = cfg.type_name();
@@ -478,22 +496,27 @@ impl App {
                     if let Ok(Ok(now)) =
                         tokio::task::spawn_blocking(move || store.last_successes()).await
                     {
-                        if seen.replace(now.clone()).is_some_and(|before| before != now) {
-                            return;
+                        if seen
+                            .replace(now.clone())
+                            .is_some_and(|before| before != now)
+                        {
+                            return now;
                         }
                     }
                 }
             };
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                _ = changed => {}
+                polled = changed => self.polled_elsewhere(&polled),
                 _ = self.refresh.notified() => {}
             }
             let app = self.clone();
             let res = tokio::task::spawn_blocking(move || app.recompute(unix_now())).await;
             match res {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "KPI computation failed; serving the previous snapshot"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "KPI computation failed; serving the previous snapshot")
+                }
                 Err(e) => tracing::error!(error = %e, "KPI computation panicked"),
             }
             self.render();

@@ -57,11 +57,17 @@ impl Leases {
     /// (or released when this replica holds more than its share), taken if
     /// free and this replica holds less than its share.
     async fn hold(&self, cfg: &SourceConfig, may_take: bool) -> bool {
-        let (store, holder, name) = (self.store.clone(), self.holder.clone(), lease_name(&cfg.name));
+        let (store, holder, name) = (
+            self.store.clone(),
+            self.holder.clone(),
+            lease_name(&cfg.name),
+        );
         let ttl = ttl(cfg.interval).as_secs() as i64;
         let sources = self.sources.load(Ordering::Relaxed) as u64;
         let res = tokio::task::spawn_blocking(move || {
-            let seen = store.replica_heartbeat(&holder, 3 * ttl)?;
+            // A replica renews every third of a lease: one not seen for a
+            // whole lease is gone, and its share goes to the others.
+            let seen = store.replica_heartbeat(&holder, ttl)?;
             let share = sources.div_ceil(seen.live);
             if store.hold_lease(&name, &holder, ttl, false)? {
                 if may_take && seen.held > share {
@@ -131,7 +137,11 @@ impl Leases {
     /// Give the source's lease up at a clean stop: another replica takes
     /// it at its next heartbeat instead of after the lease expires.
     pub async fn release(&self, cfg: &SourceConfig) {
-        let (store, holder, name) = (self.store.clone(), self.holder.clone(), lease_name(&cfg.name));
+        let (store, holder, name) = (
+            self.store.clone(),
+            self.holder.clone(),
+            lease_name(&cfg.name),
+        );
         let _ = tokio::task::spawn_blocking(move || store.release_lease(&name, &holder)).await;
     }
 }

@@ -107,6 +107,13 @@ pub async fn run(
             failures += 1;
             backoff(failures, cfg.interval)
         };
+        // The lease is kept between polls too (its holder polls next).
+        let keep = async {
+            match &leases {
+                Some(l) => l.keep(&cfg).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = cancel.cancelled() => {
                 if let Some(l) = &leases {
@@ -115,6 +122,7 @@ pub async fn run(
                 return;
             }
             _ = tokio::time::sleep(delay) => {}
+            _ = keep => {}
         }
     }
 }
