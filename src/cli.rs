@@ -88,6 +88,25 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Write the store's KPI history (observed, and reconstructed from dated sources) as OpenMetrics for `promtool tsdb create-blocks-from openmetrics`.
     ExportHistory(ExportHistoryArgs),
+    /// Store maintenance.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a SQLite store, history included, into the (empty) PostgreSQL store of the configuration (`state.backend: postgres`), under the same hash key. Stop the exporter first.
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The store to copy: `sqlite:PATH`.
+    #[arg(long, value_name = "sqlite:PATH")]
+    pub from: String,
+    /// Where to: `postgres`, the configuration's `state.url_file`.
+    #[arg(long, value_name = "postgres")]
+    pub to: String,
 }
 
 #[derive(Debug, Args)]

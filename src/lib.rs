@@ -18,6 +18,7 @@ pub mod health;
 pub mod kpi;
 pub mod landing;
 pub mod logging;
+pub mod migrate;
 pub mod model;
 pub mod poll;
 pub mod server;

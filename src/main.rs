@@ -1,8 +1,8 @@
 //! nhi-exporter binary: parse the command line and hand over to the library.
 
 use clap::Parser;
-use nhi_exporter::cli::{Cli, Command};
-use nhi_exporter::{backfill, daemon, export, logging};
+use nhi_exporter::cli::{Cli, Command, StoreCommand};
+use nhi_exporter::{backfill, daemon, export, logging, migrate};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -16,6 +16,19 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("nhi-exporter export-history: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Command::Store(StoreCommand::Migrate(args))) = &cli.command {
+        logging::init(cli.log_level, cli.log_format);
+        return match migrate::run(&cli.config_file, args) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("nhi-exporter store migrate: {e}");
                 ExitCode::FAILURE
             }
         };
@@ -47,7 +60,7 @@ fn main() -> ExitCode {
                 )
             }
             // Handled above, without a runtime.
-            Some(Command::ExportHistory(_)) => Ok(true),
+            Some(Command::ExportHistory(_) | Command::Store(_)) => Ok(true),
             None if cli.once => Ok(daemon::run_once(&cli).await?),
             None => {
                 daemon::run_daemon(&cli).await?;

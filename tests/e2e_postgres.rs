@@ -341,3 +341,110 @@ fn two_replicas_share_the_polling_and_take_over_when_one_dies() {
         }
     }
 }
+
+#[test]
+fn store_migrate_moves_a_sqlite_installation_with_its_history() {
+    let server = pg::server();
+    let url = server.fresh_db("e2e_migrate");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("hmac.key").display().to_string();
+    let url_file = dir.path().join("pg-url");
+    std::fs::write(&url_file, &url).unwrap();
+    let lite_cfg = config(
+        dir.path(),
+        &format!("{{path: state/state.db, hash_key_file: {key}}}"),
+    );
+    let pg_dir = dir.path().join("pg");
+    std::fs::create_dir_all(&pg_dir).unwrap();
+    let pg_cfg = {
+        let p = pg_dir.join("nhi.yaml");
+        let text = std::fs::read_to_string(&lite_cfg).unwrap().replace(
+            "state: {path: state/state.db,",
+            &format!(
+                "state: {{backend: postgres, url_file: {},",
+                url_file.display()
+            ),
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let reports = dir.path().join("reports");
+    std::fs::create_dir_all(&reports).unwrap();
+    write_report(
+        &reports.join("a.json"),
+        &[
+            aws_finding(),
+            gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c1"),
+        ],
+    );
+    once(&lite_cfg);
+    write_report(
+        &reports.join("a.json"),
+        &[gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c1")],
+    );
+    once(&lite_cfg);
+
+    let migrate = |cfg: &Path| {
+        Command::new(BIN)
+            .arg(format!("--config.file={}", cfg.display()))
+            .args(["store", "migrate", "--from"])
+            .arg(format!(
+                "sqlite:{}",
+                dir.path().join("state/state.db").display()
+            ))
+            .args(["--to", "postgres"])
+            .output()
+            .unwrap()
+    };
+    let out = migrate(&pg_cfg);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("findings 2") && report.contains("exposures 2"),
+        "{report}"
+    );
+    // The copy is refused into a store that holds data, and from a SQLite
+    // configuration.
+    let again = migrate(&pg_cfg);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds data"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(!migrate(&lite_cfg).status.success());
+
+    // The next poll gives the same numbers from either store: counters,
+    // histograms and the windows' history came along.
+    let (from_lite, _) = once(&lite_cfg);
+    let (from_pg, _) = once(&pg_cfg);
+    assert_eq!(clockless(&from_lite), clockless(&from_pg));
+    let m = Metrics::parse(&from_pg);
+    assert_eq!(
+        m.get(
+            "nhi_findings_closed_total",
+            &[("source", "ci"), ("resolution", "disappeared")]
+        ),
+        Some(1.0)
+    );
+    // Every row of the history and of the time counts came along.
+    let lite = rusqlite::Connection::open(dir.path().join("state/state.db")).unwrap();
+    let mut pg = server.client("e2e_migrate");
+    for table in [
+        "history",
+        "time_counts",
+        "durations",
+        "counters",
+        "findings",
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        let want: i64 = lite.query_row(&sql, [], |r| r.get(0)).unwrap();
+        let got: i64 = pg.query_one(&sql, &[]).unwrap().get(0);
+        assert!(want > 0, "{table} is empty");
+        assert_eq!(got, want, "{table}");
+    }
+}

@@ -3,12 +3,14 @@
 //! and histograms, and the history behind the windowed KPIs.
 
 mod apply;
+mod copy;
 pub mod db;
 mod lease;
 mod open;
 mod schema;
 
 pub use apply::{ApplyStats, PollApplier};
+pub use copy::copy_store;
 pub use lease::Replicas;
 pub use schema::{rebuild_time_counts, SCHEMA_VERSION};
 

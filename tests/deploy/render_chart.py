@@ -76,9 +76,13 @@ THE TEMPLATE SUBSET (the chart must stay within it)
   Functions: include, default, quote, toYaml, indent, nindent, trunc,
     trimSuffix, contains, replace, printf (%s %d %v), sha256sum, base, and,
     or, not (and/or evaluate every argument; Go stops at the deciding one, so
-    an argument that errors is an error here even where Go would skip it).
-  Not supported (error): template, block, tpl, required, fail, lookup, eq and
-    other comparisons, .Capabilities, .Template, method calls other than
+    an argument that errors is an error here even where Go would skip it),
+    eq, ne, gt (strings, bools, numbers of one kind: Helm numbers are float64
+    and literals int, which Go refuses to compare, so write
+    `gt (int .Values.n) 1`; a missing value is an error here, false in Go),
+    int (of a number), omit (a map without the given keys).
+  Not supported (error): template, block, tpl, required, fail, lookup, lt, le,
+    ge, .Capabilities, .Template, method calls other than
     .Files.Get/.Files.Glob, break/continue, range else, fields after a
     parenthesised pipeline.
 """
@@ -243,6 +247,62 @@ def sprig_default(d, *given):
     if not given or not truthy(given[0]):
         return d
     return given[0]
+
+
+def _basic_kind(v):
+    """The Go kind of a template value, for eq/ne/gt: Helm numbers are
+    float64, template literals int; comparing the two is an error in Go."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    raise TemplateError(f"invalid type for comparison: {type(v).__name__}")
+
+
+def go_eq(a, *others):
+    """text/template eq: a == b, or a == any of several; same kind only."""
+    if not others:
+        raise TemplateError("eq: missing argument for comparison")
+    ka = _basic_kind(a)
+    for b in others:
+        if _basic_kind(b) != ka:
+            raise TemplateError(f"eq: incompatible types for comparison ({ka} and {_basic_kind(b)})")
+        if a == b:
+            return True
+    return False
+
+
+def go_ne(a, b):
+    return not go_eq(a, b)
+
+
+def go_gt(a, b):
+    """text/template gt: ordered kinds (int, float, string), same kind only."""
+    ka, kb = _basic_kind(a), _basic_kind(b)
+    if ka != kb:
+        raise TemplateError(f"gt: incompatible types for comparison ({ka} and {kb})")
+    if ka == "bool":
+        raise TemplateError("gt: invalid type for comparison (bool)")
+    return a > b
+
+
+def sprig_int(v):
+    """sprig int (cast.ToInt), for numbers only: float64 truncates."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TemplateError(f"int of a {type(v).__name__} is not in the supported subset (numbers only)")
+    return int(v)
+
+
+def sprig_omit(d, *keys):
+    """sprig omit: a copy of the map without the given keys."""
+    if not isinstance(d, dict):
+        raise TemplateError(f"omit of a {type(d).__name__} (needs a map)")
+    drop = {go_str(k) for k in keys}
+    return {k: v for k, v in d.items() if k not in drop}
 
 
 def go_base(p):
@@ -468,7 +528,7 @@ def parse_pipeline(toks, where, allow_decl=True, max_vars=1):
 
 KEYWORDS = {"if", "else", "end", "range", "with", "define"}
 UNSUPPORTED = {"template", "block", "break", "continue", "tpl", "required", "fail", "lookup",
-               "eq", "ne", "lt", "le", "gt", "ge", "len", "index", "print", "println"}
+               "lt", "le", "ge", "len", "index", "print", "println"}
 
 
 def parse_template(src, name):
@@ -557,6 +617,11 @@ class Renderer:
             "sha256sum": lambda s: hashlib.sha256(go_str(s).encode()).hexdigest(),
             "base": go_base,
             "not": lambda x: not truthy(x),
+            "eq": go_eq,
+            "ne": go_ne,
+            "gt": go_gt,
+            "int": sprig_int,
+            "omit": sprig_omit,
         }
 
     def render(self, nodes, dot):
@@ -1159,6 +1224,14 @@ def self_test():
         ("{{ and .Values.a (not .Values.b) }}", {"a": "x", "b": ""}, "true"),
         ("{{ or .Values.a .Values.b }}", {"a": "", "b": "y"}, "y"),
         ("{{ \"a/b/c.json\" | base }}", {}, "c.json"),
+        ('{{ eq .Values.s "pg" }}', {"s": "pg"}, "true"),
+        ('{{ eq .Values.s "a" "pg" }}', {"s": "pg"}, "true"),
+        ('{{ ne .Values.s "pg" }}', {"s": "sqlite"}, "true"),
+        ('{{ if eq .Values.s "pg" }}A{{ else }}B{{ end }}', {"s": "sqlite"}, "B"),
+        ("{{ gt (int .Values.n) 1 }}", {"n": 2}, "true"),
+        ("{{ gt (int .Values.n) 1 }}", {"n": 1}, "false"),
+        ("{{ int .Values.n }}", {"n": 2}, "2"),
+        ('{{ toYaml (omit .Values.m "a") }}', {"m": {"a": 1, "b": 2}}, "b: 2"),
     ]
     failures = []
     for src, vals, want in cases:
@@ -1169,7 +1242,11 @@ def self_test():
         if got != want:
             failures.append(f"self-test {src!r}: got {got!r}, want {want!r}")
     for src, vals in [("{{ /* c */ }}", {}), ("{{ .Values.missing }}", {}), ("{{ .Values.a.b }}", {}), ("{{ lookup \"v1\" }}", {}),
-                      ("{{ .Values.m }}", {"m": {"a": 1}}), ("{{ if 1 }}", {})]:
+                      ("{{ .Values.m }}", {"m": {"a": 1}}), ("{{ if 1 }}", {}),
+                      # Helm numbers are float64: comparing one with an int literal fails in Go.
+                      ("{{ gt .Values.n 1 }}", {"n": 2}), ("{{ eq .Values.n 1 }}", {"n": 1}),
+                      ('{{ eq .Values.missing "x" }}', {}), ("{{ gt true false }}", {}),
+                      ('{{ lt 1 2 }}', {})]:
         try:
             r(src, vals)
             failures.append(f"self-test {src!r}: no error")
