@@ -15,6 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What [`Leases::await_turn`] found.
+pub enum Turn {
+    /// This replica polls the source now.
+    Poll,
+    /// The store cannot be reached: a failed poll (up 0, counted).
+    StoreDown(String),
+    Cancelled,
+}
+
 pub struct Leases {
     store: Arc<Store>,
     /// This replica: host name, process id and a random suffix.
@@ -56,7 +65,7 @@ impl Leases {
     /// Whether this replica holds the source's lease now: renewed if held
     /// (or released when this replica holds more than its share), taken if
     /// free and this replica holds less than its share.
-    async fn hold(&self, cfg: &SourceConfig, may_take: bool) -> bool {
+    async fn hold(&self, cfg: &SourceConfig, may_take: bool) -> Result<bool, String> {
         let (store, holder, name) = (
             self.store.clone(),
             self.holder.clone(),
@@ -84,22 +93,27 @@ impl Leases {
         })
         .await;
         match res {
-            Ok(Ok(held)) => held,
+            Ok(Ok(held)) => Ok(held),
             Ok(Err(e)) => {
                 tracing::warn!(source = %cfg.name, error = %e, "cannot read or renew the source's lease");
-                false
+                Err(e.to_string())
             }
-            Err(_) => false,
+            Err(_) => Ok(false),
         }
     }
 
     /// Wait until this replica holds the source's lease and the source is
-    /// due. Returns false when cancelled.
-    pub async fn await_turn(&self, cfg: &SourceConfig, cancel: &CancellationToken) -> bool {
+    /// due.
+    pub async fn await_turn(&self, cfg: &SourceConfig, cancel: &CancellationToken) -> Turn {
         let beat = ttl(cfg.interval) / 3;
         loop {
             let mut wait = beat;
-            if self.hold(cfg, true).await {
+            let held = match self.hold(cfg, true).await {
+                Ok(held) => held,
+                // The store is unreachable: no replica can apply a poll.
+                Err(e) => return Turn::StoreDown(e),
+            };
+            if held {
                 let (store, name) = (self.store.clone(), cfg.name.clone());
                 let last = tokio::task::spawn_blocking(move || store.last_success(&name)).await;
                 let now = crate::model::unix_now();
@@ -107,7 +121,7 @@ impl Leases {
                     Ok(Ok(last)) => {
                         let due = last.map_or(now, |t| t + cfg.interval.as_secs() as i64);
                         if now >= due {
-                            return true;
+                            return Turn::Poll;
                         }
                         wait = wait.min(Duration::from_secs((due - now) as u64));
                     }
@@ -118,7 +132,7 @@ impl Leases {
                 }
             }
             tokio::select! {
-                _ = cancel.cancelled() => return false,
+                _ = cancel.cancelled() => return Turn::Cancelled,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -128,7 +142,7 @@ impl Leases {
     pub async fn keep(&self, cfg: &SourceConfig) {
         loop {
             tokio::time::sleep(ttl(cfg.interval) / 3).await;
-            if !self.hold(cfg, false).await {
+            if !self.hold(cfg, false).await.unwrap_or(false) {
                 tracing::warn!(source = %cfg.name, "lost the source's lease during a poll; another replica may poll it too (applies are idempotent)");
             }
         }

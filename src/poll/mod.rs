@@ -8,7 +8,7 @@
 mod lease;
 mod pipeline;
 
-pub use lease::Leases;
+pub use lease::{Leases, Turn};
 pub use pipeline::{apply_poll, poll_once, poll_once_at};
 
 use crate::config::{Policy, SourceConfig};
@@ -82,16 +82,23 @@ pub async fn run(
     loop {
         let out = match &leases {
             None => guarded_poll(&host, &cfg, &source, &cancel).await,
-            Some(l) => {
-                if !l.await_turn(&cfg, &cancel).await {
+            Some(l) => match l.await_turn(&cfg, &cancel).await {
+                Turn::Cancelled => {
                     l.release(&cfg).await;
                     return;
                 }
-                tokio::select! {
+                Turn::StoreDown(e) => PollOutcome {
+                    errors: vec![SourceError::new(
+                        crate::model::ErrorReason::Io,
+                        format!("the store cannot be reached: {e}"),
+                    )],
+                    ..Default::default()
+                },
+                Turn::Poll => tokio::select! {
                     out = guarded_poll(&host, &cfg, &source, &cancel) => out,
                     _ = l.keep(&cfg) => PollOutcome::default(),
-                }
-            }
+                },
+            },
         };
         if cancel.is_cancelled() {
             if let Some(l) = &leases {

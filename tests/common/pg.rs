@@ -144,13 +144,31 @@ fn start() -> PgServer {
         String::from_utf8_lossy(&out.stderr)
     );
     let port = free_port();
-    let log = std::fs::File::create(dir.join("log")).expect("create the server log");
+    let child = postmaster(&bin, &dir, port);
+    let server = PgServer {
+        port,
+        dir,
+        bin,
+        child: Mutex::new(Some(child)),
+        created: Mutex::new(()),
+    };
+    server.wait_ready("postgres");
+    server
+}
+
+/// Start the postmaster of `dir/data` on `port`, logging to `dir/log`.
+fn postmaster(bin: &Path, dir: &Path, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("log"))
+        .expect("open the server log");
     chown_nobody(&dir.join("log"));
     let mut cmd = Command::new(bin.join("postgres"));
     cmd.arg("-D")
-        .arg(&data)
+        .arg(dir.join("data"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
-        .arg(&dir)
+        .arg(dir)
         .args([
             "-c",
             "fsync=off",
@@ -164,16 +182,7 @@ fn start() -> PgServer {
         .stdout(Stdio::null())
         .stderr(log);
     unprivileged(&mut cmd);
-    let child = cmd.spawn().expect("start postgres");
-    let server = PgServer {
-        port,
-        dir,
-        bin,
-        child: Mutex::new(Some(child)),
-        created: Mutex::new(()),
-    };
-    server.wait_ready("postgres");
-    server
+    cmd.spawn().expect("start postgres")
 }
 
 impl PgServer {
@@ -240,12 +249,21 @@ impl PgServer {
         self.url(name)
     }
 
-    /// Stop the server abruptly (SIGKILL of the postmaster and the rest
-    /// of its process group is not needed: backends exit when it dies).
-    pub fn kill(&self) {
+    /// Stop the server at once (SIGQUIT: immediate shutdown, every
+    /// connection cut, as a crash or a failover does).
+    pub fn stop_now(&self) {
         if let Some(mut c) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = c.kill();
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(c.id() as i32, libc::SIGQUIT) };
             let _ = c.wait();
         }
+    }
+
+    /// Start it again on the same port and data (after [`stop_now`]).
+    /// The server then stops when the calling thread ends.
+    pub fn start_again(&self) {
+        let child = postmaster(&self.bin, &self.dir, self.port);
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+        self.wait_ready("postgres");
     }
 }

@@ -29,14 +29,24 @@ WHAT IS CHECKED
            sources, the build context and the Dockerfile exist; named volumes
            are declared; depends_on names services; the demo report globs of
            deploy/compose/nhi-exporter.yaml, mapped from /demo to config/demo,
-           match files. With --promtool: `promtool check config` on the compose
-           prometheus.yml laid out beside the rule files as in the container.
+           match files. Profile `postgres`: the default services (nhi-exporter,
+           prometheus, grafana) have no profile; `postgres` runs postgres:16
+           with a named data volume, a pg_isready healthcheck and no
+           published port; every exporter of the profile mounts
+           deploy/compose/nhi-exporter-postgres.yaml (state.backend postgres),
+           its url_file and hash_key_file read-only, waits for postgres to be
+           healthy and publishes on 127.0.0.1; the URL file names the postgres
+           service, its user, password and database; the key file is 64 hex
+           digits; that config's demo globs match files. With --promtool:
+           `promtool check config` on the compose prometheus.yml laid out
+           beside the rule files as in the container.
   configs  With --exporter: `nhi-exporter --config.check` passes on
-           deploy/compose/nhi-exporter.yaml and deploy/systemd/nhi-exporter.yaml.
+           deploy/compose/nhi-exporter.yaml, deploy/compose/nhi-exporter-postgres.yaml
+           and deploy/systemd/nhi-exporter.yaml.
 
 WHAT IS NOT CHECKED
-  The image is not built and no container, compose stack or systemd unit is
-  started (no container engine or systemd here). The compose schema is the
+  The image is not built and no container, compose stack, PostgreSQL server
+  or systemd unit is started (no container engine or systemd here). The compose schema is the
   copy shipped in docker-compose 1.29.2 (2021), the newest the reachable
   registries carry: it does not know newer Compose keys, and image tags are
   not checked against a registry.
@@ -344,17 +354,10 @@ def check_compose(schema_path, exporter, promtool):
         cfg = yaml.safe_load(read("deploy/compose/nhi-exporter.yaml"))
         if cfg["state"]["path"] != "/var/lib/nhi-exporter/state.db":
             fail("compose", "deploy/compose/nhi-exporter.yaml: state.path is not /var/lib/nhi-exporter/state.db")
-        demo_dir = os.path.normpath(os.path.join(cdir, demo_src))
-        for s in cfg.get("sources", []):
-            for g in s.get("paths", []):
-                if not g.startswith("/demo/"):
-                    fail("compose", f"source {s['name']}: path {g} is not under /demo")
-                    continue
-                hits = glob.glob(os.path.join(demo_dir, g[len("/demo/"):]))
-                if not hits:
-                    fail("compose", f"source {s['name']}: {g} matches no file in {rel(demo_dir)}")
+        check_demo_globs(cfg, os.path.normpath(os.path.join(cdir, demo_src)))
         if exporter:
             run_config_check(exporter, os.path.join(cdir, "nhi-exporter.yaml"))
+    check_compose_postgres(cdir, services, volumes, exporter)
     if promtool:
         with tempfile.TemporaryDirectory() as tmp:
             prom = services.get("prometheus", {})
@@ -371,6 +374,90 @@ def check_compose(schema_path, exporter, promtool):
     print(f"compose: {len(services)} services checked"
           + (" against the Compose schema" if schema_path else "")
           + (", prometheus.yml with promtool" if promtool else ""))
+
+
+def check_demo_globs(cfg, demo_dir):
+    for s in cfg.get("sources", []):
+        for g in s.get("paths", []):
+            if not g.startswith("/demo/"):
+                fail("compose", f"source {s['name']}: path {g} is not under /demo")
+                continue
+            hits = glob.glob(os.path.join(demo_dir, g[len("/demo/"):]))
+            if not hits:
+                fail("compose", f"source {s['name']}: {g} matches no file in {rel(demo_dir)}")
+
+
+def check_compose_postgres(cdir, services, volumes, exporter):
+    """The optional `postgres` profile: a PostgreSQL service and exporter
+    replicas on it, leaving the default services as they are."""
+    default = sorted(n for n, s in services.items() if not s.get("profiles"))
+    if default != ["grafana", "nhi-exporter", "prometheus"]:
+        fail("compose", f"services without a profile are {default}, not nhi-exporter, prometheus, grafana")
+    pg = services.get("postgres")
+    if pg is None:
+        fail("compose", "no postgres service (profile postgres)")
+        return
+    if pg.get("profiles") != ["postgres"]:
+        fail("compose", "postgres: not in (only) the profile postgres")
+    if pg.get("image") != "postgres:16":
+        fail("compose", f"postgres: image {pg.get('image')!r} is not postgres:16")
+    if pg.get("ports"):
+        fail("compose", "postgres: publishes a port (it must stay on the compose network)")
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in pg.get("volumes", [])}
+    if mounts.get("/var/lib/postgresql/data") not in volumes:
+        fail("compose", "postgres: /var/lib/postgresql/data is not a named volume")
+    test = pg.get("healthcheck", {}).get("test", [])
+    if "pg_isready" not in (test if isinstance(test, str) else " ".join(test)):
+        fail("compose", "postgres: the healthcheck does not run pg_isready")
+    env = pg.get("environment", {})
+    if not isinstance(env, dict):
+        fail("compose", "postgres: environment must be a map (to compare it with the URL file)")
+        env = {}
+
+    replicas = [n for n, s in services.items() if s.get("profiles") == ["postgres"] and n != "postgres"]
+    if len(replicas) < 2:
+        fail("compose", f"profile postgres: {len(replicas)} exporter service(s), want 2 replicas")
+    cfg_path = os.path.join(cdir, "nhi-exporter-postgres.yaml")
+    for name in replicas:
+        svc = services[name]
+        vols = svc.get("volumes", [])
+        targets = {m.split(":")[1]: m for m in vols}
+        if targets.get("/etc/nhi-exporter/nhi-exporter.yaml", "").split(":")[0] != "./nhi-exporter-postgres.yaml":
+            fail("compose", f"{name}: ./nhi-exporter-postgres.yaml is not mounted at /etc/nhi-exporter/nhi-exporter.yaml")
+            continue
+        cfg = yaml.safe_load(read("deploy/compose/nhi-exporter-postgres.yaml"))
+        state = cfg.get("state", {})
+        if state.get("backend") != "postgres":
+            fail("compose", "deploy/compose/nhi-exporter-postgres.yaml: state.backend is not postgres")
+            continue
+        for key in ("url_file", "hash_key_file"):
+            m = targets.get(state.get(key))
+            if m is None or not m.endswith(":ro") or not m.startswith("./"):
+                fail("compose", f"{name}: state.{key} {state.get(key)} is not a read-only bind mount")
+        deps = svc.get("depends_on", {})
+        if not isinstance(deps, dict) or deps.get("postgres", {}).get("condition") != "service_healthy":
+            fail("compose", f"{name}: does not wait for postgres to be healthy")
+        for p in svc.get("ports", []):
+            if not str(p).startswith("127.0.0.1:"):
+                fail("compose", f"{name}: port {p} is not published on 127.0.0.1 only")
+        demo = targets.get("/demo")
+        if demo is None:
+            fail("compose", f"{name}: the demo reports are not mounted at /demo")
+        else:
+            check_demo_globs(cfg, os.path.normpath(os.path.join(cdir, demo.split(":")[0])))
+        url_m, key_m = targets.get(state.get("url_file")), targets.get(state.get("hash_key_file"))
+        if url_m and key_m:
+            url = read(os.path.relpath(os.path.join(cdir, url_m.split(":")[0]), ROOT)).strip()
+            want = (f"postgres://{env.get('POSTGRES_USER')}:{env.get('POSTGRES_PASSWORD')}"
+                    f"@postgres:5432/{env.get('POSTGRES_DB')}?")
+            if not url.startswith(want):
+                fail("compose", f"{name}: the URL file does not name the postgres service's user, password and database")
+            key = read(os.path.relpath(os.path.join(cdir, key_m.split(":")[0]), ROOT)).strip()
+            if not re.fullmatch(r"[0-9a-f]{64}", key):
+                fail("compose", f"{name}: the HMAC key file does not hold 64 hex digits")
+    if exporter:
+        run_config_check(exporter, cfg_path)
+    print(f"compose: profile postgres: postgres and {len(replicas)} exporter replicas checked")
 
 
 def run_config_check(exporter, cfg):

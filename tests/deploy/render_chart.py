@@ -964,12 +964,45 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
         return
     dep = deps[0]
     spec = dep["spec"]
-    c.check(spec.get("replicas") == 1, "replicas is not 1")
-    c.check(spec.get("strategy", {}).get("type") == "Recreate", "strategy is not Recreate")
+    postgres = values["store"]["backend"] == "postgres"
+    replicas = values["replicaCount"]
+    c.check(spec.get("replicas") == replicas, f"replicas is {spec.get('replicas')}, not replicaCount {replicas}")
+    c.check(postgres or replicas <= 1, "more than one replica on SQLite")
+    strategy = spec.get("strategy", {})
+    if postgres:
+        c.check(strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+                f"strategy on PostgreSQL is {strategy}, not RollingUpdate with maxUnavailable 0 and maxSurge 1")
+    else:
+        c.check(strategy == {"type": "Recreate"}, f"strategy on SQLite is {strategy}, not Recreate")
     pod = spec["template"]
     pod_labels = pod["metadata"].get("labels", {})
     c.check(labels_match(spec["selector"].get("matchLabels"), pod_labels), "Deployment selector does not match the pod labels")
     pspec = pod["spec"]
+
+    # Several replicas: a PodDisruptionBudget on the pods, and by default a
+    # preferred anti-affinity by node on the selector labels.
+    pdbs = by_kind.get("PodDisruptionBudget", [])
+    if replicas > 1:
+        if c.check(len(pdbs) == 1, f"replicaCount {replicas}: expected one PodDisruptionBudget, got {len(pdbs)}"):
+            pdb = pdbs[0]["spec"]
+            c.check(pdbs[0]["apiVersion"] == "policy/v1", "PodDisruptionBudget is not policy/v1")
+            c.check(pdb.get("selector", {}).get("matchLabels") == spec["selector"].get("matchLabels"),
+                    "PodDisruptionBudget selector differs from the Deployment's")
+            c.check(pdb.get("maxUnavailable") == 1 or pdb.get("minAvailable") == 1,
+                    "PodDisruptionBudget is neither maxUnavailable 1 nor minAvailable 1")
+    else:
+        c.check(not pdbs, "PodDisruptionBudget rendered with one replica")
+    affinity = pspec.get("affinity")
+    if values["affinity"]:
+        c.check(affinity == values["affinity"], "affinity differs from values")
+    elif replicas > 1:
+        terms = (affinity or {}).get("podAntiAffinity", {}).get("preferredDuringSchedulingIgnoredDuringExecution", [])
+        c.check(len(terms) == 1 and terms[0]["podAffinityTerm"].get("topologyKey") == "kubernetes.io/hostname"
+                and terms[0]["podAffinityTerm"].get("labelSelector", {}).get("matchLabels") == spec["selector"].get("matchLabels"),
+                f"default anti-affinity (preferred, by hostname, on the selector labels) missing: {affinity}")
+        c.check(set(affinity) == {"podAntiAffinity"}, "default affinity has more than podAntiAffinity")
+    else:
+        c.check(affinity is None, "affinity rendered with one replica and none in values")
     containers = pspec["containers"]
     c.check(len(containers) == 1, "expected one container")
     ctr = containers[0]
@@ -1001,7 +1034,6 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
     mounts = {m["mountPath"]: m for m in ctr.get("volumeMounts", [])}
     for m in ctr.get("volumeMounts", []):
         c.check(m["name"] in vols, f"volumeMount {m['name']} has no volume")
-    c.check(mounts.get("/var/lib/nhi-exporter", {}).get("name") == "state", "the store volume is not mounted at /var/lib/nhi-exporter")
     c.check(mounts.get("/etc/nhi-exporter/config", {}).get("readOnly") is True, "config is not mounted read-only at /etc/nhi-exporter/config")
     names = lambda kind: {d["metadata"]["name"] for d in by_kind.get(kind, [])}
     cm_name = vols.get("config", {}).get("configMap", {}).get("name")
@@ -1009,7 +1041,28 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
 
     persistence = values["persistence"]
     state = vols.get("state", {})
-    if persistence["enabled"]:
+    # The files the rendered config's state points at (PostgreSQL): mount
+    # path + item path -> (Secret name, key).
+    store_files = {}
+    if postgres:
+        c.check("state" not in vols and "/var/lib/nhi-exporter" not in mounts, "a store volume on PostgreSQL")
+        c.check(not by_kind.get("PersistentVolumeClaim"), "a PersistentVolumeClaim on PostgreSQL")
+        store_mount = mounts.get("/etc/nhi-exporter/store", {})
+        c.check(store_mount.get("name") == "store" and store_mount.get("readOnly") is True,
+                "the store Secrets are not mounted read-only at /etc/nhi-exporter/store")
+        proj = vols.get("store", {}).get("projected", {})
+        c.check(proj.get("defaultMode") == 0o440, "the store Secrets are not mode 0440")
+        for src in proj.get("sources", []):
+            sec = src.get("secret", {})
+            c.check(sec.get("optional") is not True, "a store Secret is optional")
+            for it in sec.get("items", []):
+                store_files["/etc/nhi-exporter/store/" + it["path"]] = (sec.get("name"), it["key"])
+        pg = values["store"]["postgres"]
+        c.check(set(store_files.values()) == {(pg["urlSecret"]["name"], pg["urlSecret"]["key"]),
+                                               (pg["hashKeySecret"]["name"], pg["hashKeySecret"]["key"])},
+                f"the store volume holds {sorted(store_files.values())}, not store.postgres' Secrets")
+    elif persistence["enabled"]:
+        c.check(mounts.get("/var/lib/nhi-exporter", {}).get("name") == "state", "the store volume is not mounted at /var/lib/nhi-exporter")
         claim = state.get("persistentVolumeClaim", {}).get("claimName")
         if persistence.get("existingClaim"):
             c.check(claim == persistence["existingClaim"], "existingClaim not used")
@@ -1019,6 +1072,7 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
                 c.check(pvc["spec"]["accessModes"] == ["ReadWriteOnce"], "PVC is not ReadWriteOnce")
                 c.check(pvc["spec"]["resources"]["requests"]["storage"] == persistence["size"], "PVC size differs from values")
     else:
+        c.check(mounts.get("/var/lib/nhi-exporter", {}).get("name") == "state", "the store volume is not mounted at /var/lib/nhi-exporter")
         c.check("emptyDir" in state, "no emptyDir store without persistence")
 
     secrets = values["secrets"]
@@ -1051,7 +1105,17 @@ def check_objects(c, docs, values, repo_root, chart_dir, versions, release_names
         config_text = cms[0]["data"].get("nhi-exporter.yaml")
         c.check(config_text is not None, "the ConfigMap has no nhi-exporter.yaml")
         if config_text is not None:
-            c.check(yaml.safe_load(config_text) == values["config"], "rendered config differs from .Values.config")
+            want_cfg = values["config"]
+            if postgres:
+                # The chart writes state; the rest is .Values.config.
+                want_cfg = {k: v for k, v in values["config"].items() if k != "state"}
+                want_cfg["state"] = {"backend": "postgres", "url_file": "/etc/nhi-exporter/store/url",
+                                     "hash_key_file": "/etc/nhi-exporter/store/hmac.key"}
+                c.check(set(store_files) == {"/etc/nhi-exporter/store/url", "/etc/nhi-exporter/store/hmac.key"}
+                        and store_files["/etc/nhi-exporter/store/url"] == (values["store"]["postgres"]["urlSecret"]["name"], values["store"]["postgres"]["urlSecret"]["key"])
+                        and store_files["/etc/nhi-exporter/store/hmac.key"] == (values["store"]["postgres"]["hashKeySecret"]["name"], values["store"]["postgres"]["hashKeySecret"]["key"]),
+                        f"state.url_file / hash_key_file are not the mounted Secrets: {store_files}")
+            c.check(yaml.safe_load(config_text) == want_cfg, "rendered config differs from .Values.config (with the chart's state on PostgreSQL)")
             want = hashlib.sha256(config_text.encode()).hexdigest()
             c.check(pod["metadata"].get("annotations", {}).get("checksum/config") == want,
                     "checksum/config is not the SHA-256 of the rendered config")
@@ -1193,6 +1257,50 @@ def check_schema(c, schema, values, what):
         c.check(False, f"{what} against values.schema.json: {'.'.join(map(str, e.path)) or '(root)'}: {e.message}")
 
 
+# Values the schema must refuse (each over values.yaml): more than one
+# SQLite replica, and a PostgreSQL store without its Secrets or with
+# config.state keys the chart would not use.
+SCHEMA_REJECTS = [
+    ("replicaCount 2 with the default (sqlite) store", {"replicaCount": 2}),
+    ("replicaCount 2 with store.backend sqlite", {"replicaCount": 2, "store": {"backend": "sqlite"}}),
+    ("store.backend postgres without Secret names", {"store": {"backend": "postgres"}}),
+    ("store.backend postgres without the HMAC key Secret",
+     {"store": {"backend": "postgres", "postgres": {"urlSecret": {"name": "pg"}}}}),
+    ("store.backend postgres with config.state.url_file",
+     {"store": {"backend": "postgres", "postgres": {"urlSecret": {"name": "pg"}, "hashKeySecret": {"name": "k"}}},
+      "config": {"state": {"url_file": "/etc/pg"}}}),
+    ("config.state.backend postgres with store.backend sqlite",
+     {"config": {"state": {"backend": "postgres"}}}),
+    ("config.state.url_file with store.backend sqlite",
+     {"config": {"state": {"url_file": "/etc/pg"}}}),
+    ("store.backend mysql", {"store": {"backend": "mysql"}}),
+]
+# ... and accept.
+SCHEMA_ACCEPTS = [
+    ("replicaCount 0 (stopped) on sqlite", {"replicaCount": 0}),
+    ("replicaCount 3 on postgres",
+     {"replicaCount": 3, "store": {"backend": "postgres", "postgres": {"urlSecret": {"name": "pg"}, "hashKeySecret": {"name": "k"}}}}),
+    ("postgres with config.state removed",
+     {"store": {"backend": "postgres", "postgres": {"urlSecret": {"name": "pg"}, "hashKeySecret": {"name": "k"}}},
+      "config": {"state": None}}),
+]
+
+
+def check_schema_rejects(schema, defaults):
+    """The schema's cross-field rules (JSON-schema if/then/else), on purpose-made values."""
+    import jsonschema
+    c = Checker("values.schema.json")
+    v = jsonschema.Draft7Validator(schema)
+    for what, override in SCHEMA_REJECTS:
+        c.check(not v.is_valid(coalesce(defaults, override)), f"accepts {what}")
+    for what, override in SCHEMA_ACCEPTS:
+        errs = [e.message for e in v.iter_errors(coalesce(defaults, override))]
+        c.check(not errs, f"rejects {what}: {errs}")
+    if not c.problems:
+        print(f"values.schema.json: rejects {len(SCHEMA_REJECTS)} and accepts {len(SCHEMA_ACCEPTS)} purpose-made value sets as expected")
+    return c.problems
+
+
 def self_test():
     """The interpreter's behaviour on cases whose Go/Helm output is known."""
     def r(src, values=None):
@@ -1287,8 +1395,12 @@ def main():
     check_schema(c0, schema, defaults, "values.yaml")
     problems += c0.problems
 
+    problems += check_schema_rejects(schema, defaults)
+
     versions = k8s_versions(chart)
-    value_sets = [[]] + [[v] for v in (args.values or [os.path.join(chart_dir, "ci", "all-features-values.yaml")])]
+    ci_dir = os.path.join(chart_dir, "ci")
+    ci_files = sorted(os.path.join(ci_dir, n) for n in os.listdir(ci_dir) if n.endswith("-values.yaml"))
+    value_sets = [[]] + [[v] for v in ci_files]
     if args.values:
         value_sets = [[v] for v in args.values]
     releases = args.release or ["nhi-exporter", "prod"]
