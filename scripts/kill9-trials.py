@@ -200,7 +200,7 @@ def main():
             f.write(old_cfg)
         run_and_kill(cfg, rng.uniform(0, 0.6), log)
         c = sqlite3.connect(os.path.join(d, "state/s.db"), timeout=30)
-        if c.execute("PRAGMA user_version").fetchone()[0] == 5:
+        if c.execute("PRAGMA user_version").fetchone()[0] == want[1]:  # fully migrated
             stats["old_done_before_kill"] += 1
         c.close()
         r = once(cfg)

@@ -307,10 +307,10 @@ fn v5_stores_gain_exact_time_counts() {
         compute(&store.reader().unwrap(), &p, NOW).unwrap()
     };
     {
-        // Back to v5: what the v6 migration added, gone.
+        // Back to v5: what the v6 and v7 migrations added, gone.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE time_counts; DROP INDEX exposures_residual;
+            "DROP TABLE time_counts; DROP INDEX exposures_residual; DROP TABLE leases; DROP TABLE replicas;
              PRAGMA user_version = 5;",
         )
         .unwrap();

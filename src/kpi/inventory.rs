@@ -281,7 +281,7 @@ fn group<'m, T: Default>(
 ) -> Result<&'m mut T, StoreError> {
     key.clear();
     for &i in cols {
-        match text(&r, i)? {
+        match text(r, i)? {
             // A NULL and an empty string are distinct groups, as in SQL.
             Some(v) => {
                 key.push(1);
@@ -294,7 +294,7 @@ fn group<'m, T: Default>(
     if !map.contains_key(key.as_slice()) {
         let values = cols
             .iter()
-            .map(|&i| Ok(text(&r, i)?.map(str::to_string)))
+            .map(|&i| Ok(text(r, i)?.map(str::to_string)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         map.insert(key.clone(), (values, T::default()));
     }

@@ -136,7 +136,7 @@ impl Store {
         if let (Backend::Pg(pool), Conn::Pg(c)) = (&self.backend, &*w) {
             if c.is_closed() {
                 match db::pg::PgConn::connect(pool.target()) {
-                    Ok(c) => *w = Conn::Pg(c),
+                    Ok(c) => *w = Conn::Pg(Box::new(c)),
                     Err(e) => tracing::warn!(error = %e, "cannot reconnect to the store"),
                 }
             }
@@ -172,7 +172,7 @@ impl Store {
                 open::tune(&conn)?;
                 Ok(Conn::Lite(conn))
             }
-            Backend::Pg(pool) => Ok(Conn::Pg(pool.get()?)),
+            Backend::Pg(pool) => Ok(Conn::Pg(Box::new(pool.get()?))),
         }
     }
 

@@ -154,7 +154,7 @@ impl Store {
             location: target.shown().to_string(),
             source: e,
         })?;
-        let mut conn = Conn::Pg(conn);
+        let mut conn = Conn::Pg(Box::new(conn));
         schema::migrate_postgres(&mut conn, &shown)?;
         check_key(&conn, key_id, &shown)?;
         Ok(Store {
@@ -171,7 +171,7 @@ impl Store {
             location: target.shown().to_string(),
             source: e,
         })?;
-        let conn = Conn::Pg(conn);
+        let conn = Conn::Pg(Box::new(conn));
         let has_meta: bool =
             conn.query_row("SELECT to_regclass('meta') IS NOT NULL", [], |r| r.get(0))?;
         if !has_meta {

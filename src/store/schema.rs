@@ -445,7 +445,7 @@ pub fn postgres_ddl(sql: &str) -> String {
 
 /// The advisory lock key under which one replica migrates a PostgreSQL
 /// store ("nhi-mig" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6e68_692d_6d69_67;
+const MIGRATION_LOCK: i64 = 0x006e_6869_2d6d_6967;
 
 /// Bring a PostgreSQL store to [`SCHEMA_VERSION`]: every migration in one
 /// transaction (PostgreSQL's DDL is transactional), under an advisory

@@ -257,7 +257,7 @@ impl<'a> Row<'a> {
 /// A connection of either backend.
 pub enum Conn {
     Lite(rusqlite::Connection),
-    Pg(pg::PgConn),
+    Pg(Box<pg::PgConn>),
 }
 
 impl std::fmt::Debug for Conn {

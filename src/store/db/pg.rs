@@ -108,7 +108,7 @@ pub fn translate(sql: &str) -> Cow<'_, str> {
 }
 
 /// The advisory lock every write transaction holds ("nhi-wri" in ASCII).
-pub const WRITE_LOCK: i64 = 0x6e68_692d_7772_69;
+pub const WRITE_LOCK: i64 = 0x006e_6869_2d77_7269;
 
 type Cache = HashMap<String, postgres::Statement>;
 
