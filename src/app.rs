@@ -263,6 +263,18 @@ impl App {
         }
     }
 
+    /// Readiness on a shared store: a source another replica polled (the
+    /// store has its success) or polls (it holds the source's lease)
+    /// counts as polled here too, so that every replica gets ready.
+    fn ready_elsewhere(&self, persisted: &BTreeMap<String, i64>, leased: &BTreeSet<String>) {
+        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
+        for (name, st) in statuses.iter_mut() {
+            if persisted.contains_key(name) || leased.contains(name) {
+                st.polled = true;
+            }
+        }
+    }
+
     /// Record a poll's outcome in the health metrics and statuses.
     pub fn record_poll(&self, cfg: &SourceConfig, out: &PollOutcome) {
         let kind = cfg.type_name();
@@ -493,9 +505,11 @@ impl App {
                         continue;
                     }
                     let store = self.store.clone();
-                    if let Ok(Ok(now)) =
-                        tokio::task::spawn_blocking(move || store.last_successes()).await
-                    {
+                    let read = tokio::task::spawn_blocking(move || {
+                        Ok::<_, StoreError>((store.last_successes()?, store.leased_sources()?))
+                    });
+                    if let Ok(Ok((now, leased))) = read.await {
+                        self.ready_elsewhere(&now, &leased);
                         if seen
                             .replace(now.clone())
                             .is_some_and(|before| before != now)

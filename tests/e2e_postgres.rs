@@ -282,6 +282,10 @@ fn two_replicas_share_the_polling_and_take_over_when_one_dies() {
         by_a.iter().sum::<usize>() > 0 && by_b.iter().sum::<usize>() > 0,
         "both replicas poll: A {by_a:?}, B {by_b:?}"
     );
+    // Both are ready (a source the other replica polls counts as polled).
+    for e in [&a, &b] {
+        assert_eq!(e.get("/-/ready").0, 200, "{}", e.log_text());
+    }
     // Both serve the store's numbers: the same KPIs.
     let kpis = |e: &Exporter| {
         let m = e.wait_for("both findings", |m| {

@@ -99,6 +99,20 @@ impl Store {
         })
     }
 
+    /// The sources whose lease some replica holds now (none on SQLite).
+    pub fn leased_sources(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        if !matches!(self.backend, Backend::Pg(_)) {
+            return Ok(Default::default());
+        }
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT name FROM leases WHERE expires_at >= {DB_NOW} AND name LIKE 'source:%'"
+        ))?;
+        let rows = stmt.query_map(params![], |r| r.get::<_, String>(0))?;
+        rows.map(|r| Ok(r?.trim_start_matches("source:").to_string()))
+            .collect()
+    }
+
     /// The latest successful poll of `source`, as the store has it (any
     /// replica's).
     pub fn last_success(&self, source: &str) -> Result<Option<i64>, StoreError> {

@@ -12,15 +12,20 @@ of the chart, not a replacement for Helm: run `helm lint` and
 `helm template | kubeconform` where Helm exists.
 
 Run by scripts/check-deploy.sh, with each values file (default: the chart's
-values.yaml alone, then with ci/all-features-values.yaml on top) and two
-release names. Exits 1 on any failure, after printing every problem.
+values.yaml alone, then with each ci/*-values.yaml on top in turn:
+all-features-values.yaml, postgres-values.yaml) and two release names. Exits
+1 on any failure, after printing every problem.
 
 WHAT IS CHECKED
   1. Chart.yaml parses, is apiVersion v2 and has name, version, appVersion.
   2. values.yaml and every --values file parse; the coalesced values (Helm's
      rule: maps merge, lists and scalars replace, null deletes a key) and
      values.yaml alone validate against values.schema.json (jsonschema,
-     draft 7, like Helm).
+     draft 7, like Helm). The schema's cross-field rules are tried on
+     purpose-made values (SCHEMA_REJECTS, SCHEMA_ACCEPTS): it must refuse
+     replicaCount 2 with store.backend sqlite, postgres without its Secrets,
+     postgres keys in config.state with sqlite, and accept replicaCount 0 and
+     several PostgreSQL replicas.
   3. Every template renders with the subset below. Anything outside the subset
      is an error, not a guess. Stricter than Helm on purpose: printing a
      missing value (Helm silently prints "") is an error, and so is .Files.Get
@@ -40,12 +45,20 @@ WHAT IS CHECKED
   7. Cross-references: selectors match the pod labels; the Service and the
      probes name a container port that exists; every volumeMount has a volume;
      the ConfigMap, Secret, PVC and ServiceAccount the pod refers to are
-     rendered (or are existing ones named in values); replicas is 1 and the
-     strategy Recreate; the security settings the chart promises are present;
+     rendered (or are existing ones named in values); replicas is
+     replicaCount; the strategy is Recreate with SQLite and RollingUpdate
+     (maxUnavailable 0, maxSurge 1) with PostgreSQL; with SQLite the store
+     volume is mounted at /var/lib/nhi-exporter, with PostgreSQL there is no
+     store volume or PVC and the rendered config's state.url_file and
+     hash_key_file are the store.postgres Secrets' keys, projected read-only;
+     above one replica a policy/v1 PodDisruptionBudget on the Deployment's
+     selector and, without `affinity`, a preferred anti-affinity by hostname
+     on the selector labels; the security settings the chart promises are present;
      the checksum/config annotation is the SHA-256 of the rendered config; the
      dashboard ConfigMaps hold exactly dashboards/*.json.
   8. With --exporter BIN: the rendered nhi-exporter.yaml passes
-     `BIN --config.check` (the exporter's own strict validation).
+     `BIN --config.check` (the exporter's own strict validation; it does not
+     read state.url_file or connect to a database).
 
 WHAT IS NOT CHECKED
   - That real Helm renders byte-identical output. Known differences: toYaml
@@ -58,7 +71,8 @@ WHAT IS NOT CHECKED
   - Admission: Pod Security Standards, quota, the server-side defaults and
     cross-field validation of the API server (kubernetes-validate checks
     structure and types only), CRD schemas of the prometheus-operator.
-  - That the pod starts: no cluster, no image build here.
+  - That the pod starts: no cluster, no image build, no PostgreSQL here; that
+    the named Secrets exist and hold a valid URL and key.
 
 THE TEMPLATE SUBSET (the chart must stay within it)
   Syntax: text, {{ action }}, trim markers "{{- " and " -}}", comments
@@ -1369,7 +1383,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--chart", default=os.path.join(repo_root, "deploy", "helm", "nhi-exporter"))
     ap.add_argument("--values", action="append", default=[],
-                    help="values file over values.yaml (repeatable); default: none, then ci/all-features-values.yaml")
+                    help="values file over values.yaml (repeatable); default: none, then each ci/*-values.yaml")
     ap.add_argument("--release", action="append", default=[], help="release names (default: nhi-exporter and prod)")
     ap.add_argument("--namespace", default="monitoring")
     ap.add_argument("--out", help="write the rendered manifests under this directory")
