@@ -63,7 +63,22 @@ app.kubernetes.io/part-of: nhi-exporter
 {{- end -}}
 {{- end -}}
 
-{{/* The exporter configuration file (also hashed into checksum/config). */}}
+{{/*
+The exporter configuration file (also hashed into checksum/config):
+.Values.config verbatim with store.backend sqlite; with postgres, `state`
+points at the files of the "store" volume (deployment.yaml) and
+.Values.config.state is not used.
+*/}}
 {{- define "nhi-exporter.config" -}}
+{{- if eq .Values.store.backend "postgres" -}}
+state:
+  backend: postgres
+  url_file: /etc/nhi-exporter/store/url
+  hash_key_file: /etc/nhi-exporter/store/hmac.key
+{{- with omit .Values.config "state" }}
+{{ toYaml . }}
+{{- end }}
+{{- else -}}
 {{- toYaml .Values.config -}}
+{{- end -}}
 {{- end -}}
