@@ -3,6 +3,7 @@
 //!   cargo bench --bench ingest
 //!   NHI_BENCH_FINDINGS=100000 NHI_BENCH_REPOS=100 cargo bench --bench ingest
 //!   NHI_BENCH_MODE=ratio cargo bench --bench ingest   # against Python's json.load
+//!   NHI_BENCH_BACKEND=postgres cargo bench --bench ingest   # the store on PostgreSQL
 //!
 //! Default mode: generates gitleaks reports (1,000,000 findings over 1,000
 //! repositories, twice: sets A and B) and measures, through the real
@@ -190,7 +191,8 @@ fn config(dir: &Path, sets: &[&str]) -> std::path::PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "state: {{path: state/state.db}}\nsources: [{}]\n",
+            "state: {}\nsources: [{}]\n",
+            support::state_yaml(dir, "bench_ingest"),
             sources.join(", ")
         ),
     )
@@ -372,9 +374,12 @@ fn main() {
         tokio::task::spawn_blocking(move || st.checkpoint().unwrap()).await.unwrap();
         println!("WAL checkpoint: {:.2?}", t.elapsed());
         let store_mb = |d: &Path| {
+            if support::postgres() {
+                return support::pg_size(&app.store) as f64 / 1048576.0;
+            }
             std::fs::metadata(d.join("state/state.db")).map(|m| m.len()).unwrap_or(0) as f64 / 1048576.0
         };
-        println!("store file after the first ingest: {:.0} MiB", store_mb(dir.path()));
+        println!("store after the first ingest: {:.0} MiB", store_mb(dir.path()));
 
         let (d, out) = ingest(&app, "a").await;
         println!("unchanged re-poll: {d:.2?} ({} targets read)", out.stats.targets);

@@ -34,7 +34,7 @@ fn main() {
     let n_creds = env_usize("NHI_BENCH_CREDENTIALS", 300_000);
     let n_leaks = env_usize("NHI_BENCH_LEAKS", 2_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("state.db"), "bench").expect("store");
+    let store = support::open_store(dir.path(), "bench_inventory");
     println!("inventory: {n_ids} identities, {n_creds} credentials, {n_leaks} linked leaks");
 
     let inv = inventory(n_ids, n_creds, 0, T0);
@@ -118,11 +118,16 @@ fn main() {
         snap.inventory.credentials.len()
     );
     println!("peak RSS             {:>8} MiB", rss_kib("VmHWM:") / 1024);
-    // The store and its write-ahead log (not checkpointed here).
-    let size: u64 = ["state.db", "state.db-wal"]
-        .iter()
-        .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
-        .map(|m| m.len())
-        .sum();
+    // The store and its write-ahead log (not checkpointed here), or the
+    // PostgreSQL database.
+    let size: u64 = if support::postgres() {
+        support::pg_size(&store)
+    } else {
+        ["state.db", "state.db-wal"]
+            .iter()
+            .filter_map(|f| std::fs::metadata(dir.path().join(f)).ok())
+            .map(|m| m.len())
+            .sum()
+    };
     println!("store + WAL          {:>8} MiB", size / (1024 * 1024));
 }

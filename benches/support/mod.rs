@@ -143,3 +143,51 @@ pub fn inventory(n_ids: usize, n_creds: usize, inactive_every: usize, at: i64) -
         credentials,
     }
 }
+
+/// The PostgreSQL server of `NHI_BENCH_BACKEND=postgres` (the tests'
+/// harness: Debian's postgresql, initdb into a temporary directory).
+#[path = "../../tests/common/pg.rs"]
+pub mod pg;
+
+/// `NHI_BENCH_BACKEND=postgres`: the stores of the bench are PostgreSQL
+/// databases instead of SQLite files.
+pub fn postgres() -> bool {
+    std::env::var("NHI_BENCH_BACKEND").is_ok_and(|v| v == "postgres")
+}
+
+/// The `state` of a bench configuration in `dir`: the SQLite file
+/// `state/state.db`, or a fresh PostgreSQL database `db`.
+pub fn state_yaml(dir: &std::path::Path, db: &str) -> String {
+    if !postgres() {
+        return "{path: state/state.db}".into();
+    }
+    let url_file = dir.join("pg-url");
+    std::fs::write(&url_file, pg::server().fresh_db(db)).expect("write the URL file");
+    format!(
+        "{{backend: postgres, url_file: {}, hash_key_file: {}}}",
+        url_file.display(),
+        dir.join("hmac.key").display()
+    )
+}
+
+/// A store for a bench: the SQLite file `dir/state.db`, or a fresh
+/// PostgreSQL database `db`.
+pub fn open_store(dir: &std::path::Path, db: &str) -> nhi_exporter::store::Store {
+    if postgres() {
+        nhi_exporter::store::Store::open_postgres(&pg::server().fresh_db(db), "bench")
+            .expect("store")
+    } else {
+        nhi_exporter::store::Store::open(&dir.join("state.db"), "bench").expect("store")
+    }
+}
+
+/// The size of a PostgreSQL store's database, in bytes.
+pub fn pg_size(store: &nhi_exporter::store::Store) -> u64 {
+    store
+        .reader()
+        .expect("a connection")
+        .query_row("SELECT pg_database_size(current_database())", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("pg_database_size") as u64
+}
