@@ -25,15 +25,7 @@ fn config(dir: &Path, extra_policy: &str, extra_source: &str) -> std::path::Path
 }
 
 fn aws_finding() -> serde_json::Value {
-    let mut f = gl_finding(
-        "aws-access-token",
-        "AKIAIOSFODNN7EXAMPLE",
-        "deploy/prod.env",
-        3,
-        "c1",
-    );
-    f["Match"] = serde_json::Value::String(format!("AKIAIOSFODNN7EXAMPLE:{AWS_SECRET}"));
-    f
+    gl_aws_finding(AWS_SECRET)
 }
 
 #[test]

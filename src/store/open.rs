@@ -4,7 +4,7 @@
 
 use super::db::{self, Conn, OptionalExt};
 use super::{schema, Backend, Store, StoreError, SCHEMA_VERSION};
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -177,13 +177,7 @@ impl Store {
         if !has_meta {
             return Ok(None);
         }
-        Ok(conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'hash_key_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
+        key_id_of(&conn)
     }
 
     /// The hash key id a store was written under, without changing it:
@@ -228,27 +222,25 @@ impl Store {
             }
             return Ok(None);
         }
-        Ok(conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'hash_key_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
+        key_id_of(&Conn::Lite(conn))
     }
 }
 
-/// Record the hash key id in a new store; refuse a store written under
-/// another key.
-fn check_key(conn: &Conn, key_id: &str, path: &Path) -> Result<(), StoreError> {
-    let stored: Option<String> = conn
+/// The hash key id recorded in a store's `meta`, if any.
+fn key_id_of(conn: &Conn) -> Result<Option<String>, StoreError> {
+    Ok(conn
         .query_row(
             "SELECT value FROM meta WHERE key = 'hash_key_id'",
             [],
             |r| r.get(0),
         )
-        .optional()?;
-    match stored {
+        .optional()?)
+}
+
+/// Record the hash key id in a new store; refuse a store written under
+/// another key.
+fn check_key(conn: &Conn, key_id: &str, path: &Path) -> Result<(), StoreError> {
+    match key_id_of(conn)? {
         None => {
             conn.execute(
                 "INSERT INTO meta(key, value) VALUES ('hash_key_id', ?1)",

@@ -288,6 +288,20 @@ pub fn gl_finding(
     })
 }
 
+/// A gitleaks finding of AWS's documented example key pair, whose match
+/// holds `secret` (the secret access key).
+pub fn gl_aws_finding(secret: &str) -> serde_json::Value {
+    let mut f = gl_finding(
+        "aws-access-token",
+        "AKIAIOSFODNN7EXAMPLE",
+        "deploy/prod.env",
+        3,
+        "c1",
+    );
+    f["Match"] = serde_json::Value::String(format!("AKIAIOSFODNN7EXAMPLE:{secret}"));
+    f
+}
+
 /// Write a report atomically (write then rename), as CI jobs should.
 pub fn write_report(path: &Path, findings: &[serde_json::Value]) {
     let tmp = path.with_extension("tmp");
