@@ -109,13 +109,39 @@ pub fn server() -> &'static PgServer {
     })
 }
 
+/// Remove the directories of earlier runs whose test process is gone (the
+/// server's directory outlives its process: it is removed by the next run).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with("nhi-pg-") {
+            continue;
+        }
+        let owner: Option<i32> = std::fs::read_to_string(path.join("owner"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok());
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if !alive {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 fn start() -> PgServer {
     let bin = bin_dir();
+    remove_stale_dirs();
     let dir = tempfile::Builder::new()
         .prefix("nhi-pg-")
         .tempdir()
         .expect("a temporary directory")
         .keep();
+    std::fs::write(dir.join("owner"), std::process::id().to_string())
+        .expect("write the owner file");
     chown_nobody(&dir);
     let pwfile = dir.join("pw");
     std::fs::write(&pwfile, PASSWORD).expect("write the password file");
@@ -178,6 +204,15 @@ fn postmaster(bin: &Path, dir: &Path, port: u16) -> Child {
             "max_connections=300",
             "-c",
             "shared_buffers=64MB",
+            // Small WAL: test servers keep no replica and no archive.
+            "-c",
+            "wal_level=minimal",
+            "-c",
+            "max_wal_senders=0",
+            "-c",
+            "min_wal_size=32MB",
+            "-c",
+            "max_wal_size=64MB",
         ])
         .stdout(Stdio::null())
         .stderr(log);
