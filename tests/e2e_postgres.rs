@@ -444,3 +444,77 @@ fn store_migrate_moves_a_sqlite_installation_with_its_history() {
         assert_eq!(got, want, "{table}");
     }
 }
+
+#[test]
+fn replicas_started_together_on_an_empty_database_all_come_up() {
+    let server = pg::server();
+    let url = server.fresh_db("e2e_together");
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("pg-url");
+    std::fs::write(&url_file, &url).unwrap();
+    // The key exists before the replicas start, as DEPLOYMENT.md says.
+    std::fs::write(
+        dir.path().join("hmac.key"),
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n",
+    )
+    .unwrap();
+    let cfg = config(
+        dir.path(),
+        &format!(
+            "{{backend: postgres, url_file: {}, hash_key_file: {}}}",
+            url_file.display(),
+            dir.path().join("hmac.key").display()
+        ),
+    );
+    std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+    write_report(
+        &dir.path().join("reports/a.json"),
+        &[gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c1")],
+    );
+    // Four processes at once on the empty database: each must come up
+    // (one migrates under the lock, the others wait and find it current).
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(BIN)
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg("--once")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m = Metrics::parse(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
+            Some(1.0)
+        );
+    }
+    // Migrated once: one schema version, one finding counted once.
+    let mut c = server.client("e2e_together");
+    let version: String = c
+        .query_one("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "7");
+    let findings: i64 = c
+        .query_one("SELECT COUNT(*) FROM findings", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(findings, 1);
+    let detected: f64 = c
+        .query_one(
+            "SELECT SUM(value) FROM counters WHERE name = 'finding_detected'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(detected, 1.0);
+}
