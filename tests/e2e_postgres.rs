@@ -128,6 +128,12 @@ fn postgres_and_sqlite_give_the_same_exposition_and_store_no_secret() {
     ];
     let mut logs = String::new();
     for (i, poll) in polls.iter().enumerate() {
+        // A store keeps one KPI history point per second: polls a second
+        // apart, so that neither store folds two polls into one point
+        // (which one would depends on where the clock's second falls).
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+        }
         for dir in [lite.path(), pgdir.path()] {
             std::fs::create_dir_all(dir.join("reports")).unwrap();
             for (file, findings) in poll {
@@ -378,6 +384,8 @@ fn store_migrate_moves_a_sqlite_installation_with_its_history() {
         &reports.join("a.json"),
         &[gl_finding("generic-api-key", CANARY_A, "a.py", 1, "c1")],
     );
+    // One KPI history point per second: polls a second apart (see above).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     once(&lite_cfg);
 
     let migrate = |cfg: &Path| {
@@ -416,6 +424,7 @@ fn store_migrate_moves_a_sqlite_installation_with_its_history() {
 
     // The next poll gives the same numbers from either store: counters,
     // histograms and the windows' history came along.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let (from_lite, _) = once(&lite_cfg);
     let (from_pg, _) = once(&pg_cfg);
     assert_eq!(clockless(&from_lite), clockless(&from_pg));
