@@ -92,13 +92,17 @@ impl App {
         let cfg = loaded.config.clone();
         let key_path = cfg.state.hash_key_path();
         // The PostgreSQL URL holds its password: read here, never logged.
-        let url = match &cfg.state.backend {
-            StoreBackend::Sqlite => None,
-            StoreBackend::Postgres { url_file } => Some(
-                std::fs::read_to_string(url_file).map_err(|source| StoreError::UrlFile {
-                    path: url_file.clone(),
-                    source,
-                })?,
+        // `location` names the store in errors: its file, or the URL's file.
+        let (url, location) = match &cfg.state.backend {
+            StoreBackend::Sqlite => (None, cfg.state.path.clone()),
+            StoreBackend::Postgres { url_file } => (
+                Some(
+                    std::fs::read_to_string(url_file).map_err(|source| StoreError::UrlFile {
+                        path: url_file.clone(),
+                        source,
+                    })?,
+                ),
+                url_file.clone(),
             ),
         };
         let hasher = match SecretHasher::load(&key_path)? {
@@ -112,10 +116,7 @@ impl App {
                 };
                 if let Some(stored) = stored {
                     return Err(StoreError::KeyMissing {
-                        path: match &cfg.state.backend {
-                            StoreBackend::Postgres { url_file } => url_file.clone(),
-                            StoreBackend::Sqlite => cfg.state.path.clone(),
-                        },
+                        path: location,
                         key: key_path,
                         stored,
                     }
@@ -245,32 +246,27 @@ impl App {
         Ok(())
     }
 
-    /// Other replicas' polls (a shared store): a source's latest success
-    /// is the store's, whoever polled it, so that it is not stale here.
-    fn polled_elsewhere(&self, persisted: &BTreeMap<String, i64>) {
+    /// Other replicas' polls (a shared store). A source's latest success
+    /// is the store's, whoever polled it, so that it is not stale here;
+    /// and a source another replica polled (the store has its success) or
+    /// polls (it holds the source's lease) counts as polled for readiness,
+    /// so that every replica gets ready.
+    fn polled_elsewhere(&self, persisted: &BTreeMap<String, i64>, leased: &BTreeSet<String>) {
         let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
         for (name, st) in statuses.iter_mut() {
+            if leased.contains(name) {
+                st.polled = true;
+            }
             let Some(&t) = persisted.get(name) else {
                 continue;
             };
+            st.polled = true;
             if st.last_success.is_none_or(|l| l < t) {
                 st.last_success = Some(t);
                 self.health
                     .last_success
                     .with_label_values(&[name.as_str(), st.source_type.as_str()])
                     .set(t as f64);
-            }
-        }
-    }
-
-    /// Readiness on a shared store: a source another replica polled (the
-    /// store has its success) or polls (it holds the source's lease)
-    /// counts as polled here too, so that every replica gets ready.
-    fn ready_elsewhere(&self, persisted: &BTreeMap<String, i64>, leased: &BTreeSet<String>) {
-        let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
-        for (name, st) in statuses.iter_mut() {
-            if persisted.contains_key(name) || leased.contains(name) {
-                st.polled = true;
             }
         }
     }
@@ -509,19 +505,19 @@ impl App {
                         Ok::<_, StoreError>((store.last_successes()?, store.leased_sources()?))
                     });
                     if let Ok(Ok((now, leased))) = read.await {
-                        self.ready_elsewhere(&now, &leased);
+                        self.polled_elsewhere(&now, &leased);
                         if seen
                             .replace(now.clone())
                             .is_some_and(|before| before != now)
                         {
-                            return now;
+                            return;
                         }
                     }
                 }
             };
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                polled = changed => self.polled_elsewhere(&polled),
+                _ = changed => {}
                 _ = self.refresh.notified() => {}
             }
             let app = self.clone();

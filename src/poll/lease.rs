@@ -138,12 +138,13 @@ impl Leases {
         }
     }
 
-    /// Renew the lease while a poll runs; never returns.
-    pub async fn keep(&self, cfg: &SourceConfig) {
+    /// Renew the lease while a poll runs or the next one waits; never
+    /// returns.
+    pub async fn keep(&self, cfg: &SourceConfig) -> std::convert::Infallible {
         loop {
             tokio::time::sleep(ttl(cfg.interval) / 3).await;
             if !self.hold(cfg, false).await.unwrap_or(false) {
-                tracing::warn!(source = %cfg.name, "lost the source's lease during a poll; another replica may poll it too (applies are idempotent)");
+                tracing::warn!(source = %cfg.name, "lost the source's lease; another replica may poll it too (applies are idempotent)");
             }
         }
     }

@@ -77,16 +77,29 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     tracing::info!(source = %cfg.name, source_type = cfg.type_name(), interval = ?cfg.interval, "source started");
-    let mut failures = 0u32;
     let leases = host.leases();
+    supervise(&host, &cfg, &source, &cancel, leases.as_deref()).await;
+    // A clean stop gives the source's lease up at once.
+    if let Some(l) = &leases {
+        l.release(&cfg).await;
+    }
+}
+
+/// Poll, report, wait, until cancelled. On a shared store, only while this
+/// replica holds the source's lease, renewed during the poll and the wait.
+async fn supervise(
+    host: &Arc<dyn PollHost>,
+    cfg: &SourceConfig,
+    source: &Arc<dyn Source>,
+    cancel: &CancellationToken,
+    leases: Option<&Leases>,
+) {
+    let mut failures = 0u32;
     loop {
-        let out = match &leases {
-            None => guarded_poll(&host, &cfg, &source, &cancel).await,
-            Some(l) => match l.await_turn(&cfg, &cancel).await {
-                Turn::Cancelled => {
-                    l.release(&cfg).await;
-                    return;
-                }
+        let out = match leases {
+            None => guarded_poll(host, cfg, source, cancel).await,
+            Some(l) => match l.await_turn(cfg, cancel).await {
+                Turn::Cancelled => return,
                 Turn::StoreDown(e) => PollOutcome {
                     errors: vec![SourceError::new(
                         crate::model::ErrorReason::Io,
@@ -94,19 +107,13 @@ pub async fn run(
                     )],
                     ..Default::default()
                 },
-                Turn::Poll => tokio::select! {
-                    out = guarded_poll(&host, &cfg, &source, &cancel) => out,
-                    _ = l.keep(&cfg) => PollOutcome::default(),
-                },
+                Turn::Poll => holding(leases, cfg, guarded_poll(host, cfg, source, cancel)).await,
             },
         };
         if cancel.is_cancelled() {
-            if let Some(l) = &leases {
-                l.release(&cfg).await;
-            }
             return;
         }
-        host.polled(&cfg, &out);
+        host.polled(cfg, &out);
         let delay = if out.applied_at.is_some() {
             failures = 0;
             jittered(cfg.interval)
@@ -115,22 +122,25 @@ pub async fn run(
             backoff(failures, cfg.interval)
         };
         // The lease is kept between polls too (its holder polls next).
-        let keep = async {
-            match &leases {
-                Some(l) => l.keep(&cfg).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = cancel.cancelled() => {
-                if let Some(l) = &leases {
-                    l.release(&cfg).await;
-                }
-                return;
-            }
-            _ = tokio::time::sleep(delay) => {}
-            _ = keep => {}
+            _ = cancel.cancelled() => return,
+            _ = holding(leases, cfg, tokio::time::sleep(delay)) => {}
         }
+    }
+}
+
+/// `fut`, with the source's lease (if any) renewed while it runs.
+async fn holding<T>(
+    leases: Option<&Leases>,
+    cfg: &SourceConfig,
+    fut: impl std::future::Future<Output = T>,
+) -> T {
+    match leases {
+        None => fut.await,
+        Some(l) => tokio::select! {
+            out = fut => out,
+            never = l.keep(cfg) => match never {},
+        },
     }
 }
 
