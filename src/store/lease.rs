@@ -4,7 +4,7 @@
 //! the write lock, so a heartbeat never waits behind a poll's apply. On
 //! SQLite (one instance) every lease is held.
 
-use super::{Backend, Store, StoreError};
+use super::{Store, StoreError};
 use crate::store::db::{params, OptionalExt};
 
 /// The database server's clock, in unix seconds.
@@ -30,7 +30,7 @@ impl Store {
         ttl: i64,
         take: bool,
     ) -> Result<bool, StoreError> {
-        if !matches!(self.backend, Backend::Pg(_)) {
+        if !self.is_postgres() {
             return Ok(true);
         }
         let conn = self.reader()?;
@@ -56,7 +56,7 @@ impl Store {
     /// Give the lease up (a rebalance, or a clean stop): another replica
     /// may take it at once.
     pub fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        if !matches!(self.backend, Backend::Pg(_)) {
+        if !self.is_postgres() {
             return Ok(());
         }
         self.reader()?.execute(
@@ -70,7 +70,7 @@ impl Store {
     /// seconds and the unexpired leases `holder` holds. Replicas not seen
     /// for a day are forgotten.
     pub fn replica_heartbeat(&self, holder: &str, live_for: i64) -> Result<Replicas, StoreError> {
-        if !matches!(self.backend, Backend::Pg(_)) {
+        if !self.is_postgres() {
             return Ok(Replicas { live: 1, held: 0 });
         }
         let conn = self.reader()?;
@@ -101,7 +101,7 @@ impl Store {
 
     /// The sources whose lease some replica holds now (none on SQLite).
     pub fn leased_sources(&self) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        if !matches!(self.backend, Backend::Pg(_)) {
+        if !self.is_postgres() {
             return Ok(Default::default());
         }
         let conn = self.reader()?;

@@ -148,13 +148,8 @@ impl Store {
     /// all come up: the first migrates under an advisory lock, the others
     /// wait for it and find the schema current.
     pub fn open_postgres(url: &str, key_id: &str) -> Result<Self, StoreError> {
-        let target = db::pg::Target::parse(url).map_err(StoreError::Url)?;
+        let (target, mut conn) = connect_postgres(url)?;
         let shown = Path::new(target.shown()).to_path_buf();
-        let conn = db::pg::PgConn::connect(&target).map_err(|e| StoreError::Connect {
-            location: target.shown().to_string(),
-            source: e,
-        })?;
-        let mut conn = Conn::Pg(Box::new(conn));
         schema::migrate_postgres(&mut conn, &shown)?;
         check_key(&conn, key_id, &shown)?;
         Ok(Store {
@@ -166,12 +161,7 @@ impl Store {
     /// [`Store::stored_key_id`] of a PostgreSQL store: `None` when the
     /// database has no store yet.
     pub fn stored_key_id_postgres(url: &str) -> Result<Option<String>, StoreError> {
-        let target = db::pg::Target::parse(url).map_err(StoreError::Url)?;
-        let conn = db::pg::PgConn::connect(&target).map_err(|e| StoreError::Connect {
-            location: target.shown().to_string(),
-            source: e,
-        })?;
-        let conn = Conn::Pg(Box::new(conn));
+        let (_, conn) = connect_postgres(url)?;
         let has_meta: bool =
             conn.query_row("SELECT to_regclass('meta') IS NOT NULL", [], |r| r.get(0))?;
         if !has_meta {
@@ -224,6 +214,16 @@ impl Store {
         }
         key_id_of(&Conn::Lite(conn))
     }
+}
+
+/// Parse a PostgreSQL URL and open a connection to it.
+fn connect_postgres(url: &str) -> Result<(db::pg::Target, Conn), StoreError> {
+    let target = db::pg::Target::parse(url).map_err(StoreError::Url)?;
+    let conn = db::pg::PgConn::connect(&target).map_err(|e| StoreError::Connect {
+        location: target.shown().to_string(),
+        source: e,
+    })?;
+    Ok((target, Conn::Pg(Box::new(conn))))
 }
 
 /// The hash key id recorded in a store's `meta`, if any.

@@ -386,12 +386,18 @@ fn lite_params<'a>(p: &'a [&'a dyn Param]) -> Vec<&'a dyn rusqlite::ToSql> {
     p.iter().map(|p| p.lite()).collect()
 }
 
+/// A statement's engine side, for one execution.
+enum Engine<'s, 'c> {
+    Lite(&'s mut rusqlite::Statement<'c>),
+    Pg(&'c pg::PgConn, &'s postgres::Statement),
+}
+
 impl<'c> Stmt<'c> {
-    fn lite(&mut self) -> Option<&mut rusqlite::Statement<'c>> {
+    fn engine(&mut self) -> Engine<'_, 'c> {
         match &mut self.0 {
-            StmtInner::Lite(s) => Some(s),
-            StmtInner::LiteCached(s) => Some(s),
-            StmtInner::Pg(..) => None,
+            StmtInner::Lite(s) => Engine::Lite(s),
+            StmtInner::LiteCached(s) => Engine::Lite(s),
+            StmtInner::Pg(c, s) => Engine::Pg(c, s),
         }
     }
 
@@ -405,22 +411,18 @@ impl<'c> Stmt<'c> {
 
     pub fn execute<P: Params>(&mut self, p: P) -> Result<usize, DbError> {
         let list = p.list();
-        if let Some(s) = self.lite() {
-            return Ok(s.execute(&lite_params(&list)[..])?);
-        }
-        match &self.0 {
-            StmtInner::Pg(c, s) => c.execute(s, &list),
-            _ => unreachable!("handled above"),
+        match self.engine() {
+            Engine::Lite(s) => Ok(s.execute(&lite_params(&list)[..])?),
+            Engine::Pg(c, s) => c.execute(s, &list),
         }
     }
 
     pub fn query<P: Params>(&mut self, p: P) -> Result<Rows<'_>, DbError> {
         let list = p.list();
-        if let StmtInner::Pg(c, s) = &self.0 {
-            return Ok(Rows(RowsInner::Pg(c.query(s, &list)?.into_iter(), None)));
-        }
-        let s = self.lite().ok_or(DbError::NoRows)?;
-        Ok(Rows(RowsInner::Lite(s.query(&lite_params(&list)[..])?)))
+        Ok(Rows(match self.engine() {
+            Engine::Lite(s) => RowsInner::Lite(s.query(&lite_params(&list)[..])?),
+            Engine::Pg(c, s) => RowsInner::Pg(c.query(s, &list)?.into_iter(), None),
+        }))
     }
 
     pub fn query_row<T, P: Params, F>(&mut self, p: P, f: F) -> Result<T, DbError>
