@@ -219,10 +219,8 @@ fn applied(log: &str, source: &str) -> usize {
 #[test]
 fn two_replicas_share_the_polling_and_take_over_when_one_dies() {
     let server = pg::server();
-    let url = server.fresh_db("e2e_replicas");
     let dir = tempfile::tempdir().unwrap();
-    let url_file = dir.path().join("pg-url");
-    std::fs::write(&url_file, &url).unwrap();
+    let url_file = server.fresh_url_file(dir.path(), "e2e_replicas");
     let key = dir.path().join("hmac.key");
     // Two sources, each polled every 4 s: lease 2 s, renewed every 0.67 s.
     let mut sources = String::new();
@@ -347,11 +345,9 @@ fn two_replicas_share_the_polling_and_take_over_when_one_dies() {
 #[test]
 fn store_migrate_moves_a_sqlite_installation_with_its_history() {
     let server = pg::server();
-    let url = server.fresh_db("e2e_migrate");
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("hmac.key").display().to_string();
-    let url_file = dir.path().join("pg-url");
-    std::fs::write(&url_file, &url).unwrap();
+    let url_file = server.fresh_url_file(dir.path(), "e2e_migrate");
     let lite_cfg = config(
         dir.path(),
         &format!("{{path: state/state.db, hash_key_file: {key}}}"),
@@ -457,10 +453,8 @@ fn store_migrate_moves_a_sqlite_installation_with_its_history() {
 #[test]
 fn replicas_started_together_on_an_empty_database_all_come_up() {
     let server = pg::server();
-    let url = server.fresh_db("e2e_together");
     let dir = tempfile::tempdir().unwrap();
-    let url_file = dir.path().join("pg-url");
-    std::fs::write(&url_file, &url).unwrap();
+    let url_file = server.fresh_url_file(dir.path(), "e2e_together");
     // The key exists before the replicas start, as DEPLOYMENT.md says.
     std::fs::write(
         dir.path().join("hmac.key"),

@@ -10,10 +10,8 @@ use std::time::Duration;
 #[test]
 fn a_database_restart_is_a_failed_poll_then_recovery_with_nothing_lost() {
     let server = pg::server();
-    let url = server.fresh_db("restart");
     let dir = tempfile::tempdir().unwrap();
-    let url_file = dir.path().join("pg-url");
-    std::fs::write(&url_file, &url).unwrap();
+    let url_file = server.fresh_url_file(dir.path(), "restart");
     let reports = dir.path().join("reports");
     std::fs::create_dir_all(&reports).unwrap();
     let secret_a = "nhi-canary-0d1e2f3a-restart-alpha";

@@ -161,8 +161,7 @@ pub fn state_yaml(dir: &std::path::Path, db: &str) -> String {
     if !postgres() {
         return "{path: state/state.db}".into();
     }
-    let url_file = dir.join("pg-url");
-    std::fs::write(&url_file, pg::server().fresh_db(db)).expect("write the URL file");
+    let url_file = pg::server().fresh_url_file(dir, db);
     format!(
         "{{backend: postgres, url_file: {}, hash_key_file: {}}}",
         url_file.display(),

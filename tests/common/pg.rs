@@ -269,6 +269,14 @@ impl PgServer {
         self.url(name)
     }
 
+    /// A new, empty database `name`, and the file `dir/pg-url` holding its
+    /// URL (what `state.url_file` names).
+    pub fn fresh_url_file(&self, dir: &Path, name: &str) -> PathBuf {
+        let file = dir.join("pg-url");
+        std::fs::write(&file, self.fresh_db(name)).expect("write the URL file");
+        file
+    }
+
     /// The database, created if missing (a store reopened by a test).
     pub fn db(&self, name: &str) -> String {
         let _g = self.created.lock().unwrap_or_else(|p| p.into_inner());
