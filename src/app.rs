@@ -327,8 +327,8 @@ impl App {
             .collect();
         let snap = kpi::compute_with(&reader, &cfg.policy, &cfg.labels, Some(&sources), now)?;
         {
-            let writer = self.store.writer();
-            kpi::record_history(&writer, &snap, &cfg.policy)?;
+            let mut writer = self.store.writer();
+            kpi::record_history(&mut writer, &snap, &cfg.policy)?;
         }
         Ok(snap)
     }

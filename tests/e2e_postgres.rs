@@ -497,7 +497,10 @@ fn replicas_started_together_on_an_empty_database_all_come_up() {
         let m = Metrics::parse(&String::from_utf8_lossy(&out.stdout));
         assert_eq!(
             m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
-            Some(1.0)
+            Some(1.0),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
     // Migrated once: one schema version, one finding counted once.

@@ -122,7 +122,7 @@ fn trend_points_read_the_windows_as_they_were() {
     let p = policy(&[7 * DAY]);
     apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
     let s = compute(&store.reader().unwrap(), &p, NOW).unwrap();
-    record_history(&store.writer(), &s, &p).unwrap();
+    record_history(&mut store.writer(), &s, &p).unwrap();
     let conn = store.reader().unwrap();
     // Before the history (130 days ago): left out.
     let pts = trend(&conn, &p, &[NOW - 130 * DAY, NOW - 7 * DAY, NOW]).unwrap();
@@ -278,7 +278,7 @@ fn many_trend_points_equal_single_points() {
     let p = policy(&[7 * DAY, 30 * DAY]);
     apply(&store, "gh", NOW, &[scan("org", NOW, alerts())]);
     let s = compute(&store.reader().unwrap(), &p, NOW).unwrap();
-    record_history(&store.writer(), &s, &p).unwrap();
+    record_history(&mut store.writer(), &s, &p).unwrap();
     let conn = store.reader().unwrap();
     let times: Vec<i64> = (0..300).map(|i| NOW - 119 * DAY + i * 34_272).collect();
     let all = trend(&conn, &p, &times).unwrap();

@@ -255,7 +255,11 @@ fn standing_by_source(s: &Snapshot) -> BTreeMap<String, f64> {
 
 /// Record the aggregate series the windows look back on (one row per
 /// change), and prune what no window can reach any more.
-pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Result<(), StoreError> {
+pub fn record_history(
+    conn: &mut Connection,
+    s: &Snapshot,
+    policy: &Policy,
+) -> Result<(), StoreError> {
     // History starts at the first successful poll: before it, there is
     // nothing the windows could compare against.
     if s.first_success.is_none() {
@@ -280,9 +284,11 @@ pub fn record_history(conn: &Connection, s: &Snapshot, policy: &Policy) -> Resul
         .max()
         .unwrap_or(NINETY_DAYS);
     let cutoff = s.computed_at - longest - 86_400;
+    let tx = conn.transaction()?;
     for (name, v) in series {
-        windows::record_point(conn, &name, s.computed_at, v, cutoff)?;
+        windows::record_point(&tx, &name, s.computed_at, v, cutoff)?;
     }
+    tx.commit()?;
     Ok(())
 }
 

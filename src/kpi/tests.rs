@@ -37,7 +37,7 @@ pub(crate) fn policy(windows: &[i64]) -> Policy {
 fn poll(store: &Store, p: &Policy, now: i64, scans: &[crate::model::TargetScan]) -> Snapshot {
     apply(store, "gl", now, scans);
     let s = compute(&store.reader().unwrap(), p, now).unwrap();
-    record_history(&store.writer(), &s, p).unwrap();
+    record_history(&mut store.writer(), &s, p).unwrap();
     s
 }
 
@@ -456,7 +456,7 @@ fn standing_privilege_change_per_source_and_window() {
             ap.commit().unwrap();
         }
         let s = compute(&store.reader().unwrap(), &p, at).unwrap();
-        record_history(&store.writer(), &s, &p).unwrap();
+        record_history(&mut store.writer(), &s, &p).unwrap();
         s
     };
     let change = |s: &Snapshot, source: &str| {

@@ -57,6 +57,8 @@ pub fn history_at(conn: &Connection, series: &str, t: i64) -> Result<Option<f64>
 
 /// Append a point when the value changed, then drop points older than
 /// `cutoff` except the last one before it (the value at the cutoff).
+/// Replicas share the history: the caller holds the write transaction, so
+/// the read of the last point and the write are one step.
 pub fn record_point(
     conn: &Connection,
     series: &str,
@@ -70,7 +72,11 @@ pub fn record_point(
         .optional()?;
     match last {
         Some((_, v)) if (v - value).abs() < 1e-12 => {}
-        Some((t, _)) if t >= ts => {
+        // A newer point exists: another replica recorded a later
+        // computation first, and this older value must not replace it.
+        Some((t, _)) if t > ts => {}
+        // Two computations in one second: the later one is the point.
+        Some((t, _)) if t == ts => {
             conn.prepare_cached("UPDATE history SET value = ?3 WHERE series = ?1 AND ts = ?2")?
                 .execute(params![series, t, value])?;
         }
@@ -126,5 +132,13 @@ mod tests {
             .query_row("SELECT COUNT(*) FROM history", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 2);
+        // Two computations in one second: the later value is the point.
+        record_point(&conn, "x", 400, 8.0, 350).unwrap();
+        assert_eq!(history_at(&conn, "x", 400).unwrap(), Some(8.0));
+        // A replica's slower, older computation does not replace the
+        // newer point another replica recorded.
+        record_point(&conn, "x", 399, 3.0, 350).unwrap();
+        assert_eq!(history_at(&conn, "x", 400).unwrap(), Some(8.0));
+        assert_eq!(history_at(&conn, "x", 399).unwrap(), Some(7.0));
     }
 }

@@ -270,7 +270,7 @@ fn trends_over_a_store_with_history() {
         }
         apply(&store, "gl", now, &[scan("repo", now, findings)]);
         let s = compute(&store.reader().unwrap(), &p, now).unwrap();
-        record_history(&store.writer(), &s, &p).unwrap();
+        record_history(&mut store.writer(), &s, &p).unwrap();
         snap = Some(s);
     }
     let snap = snap.unwrap();

@@ -238,21 +238,23 @@ fn key_id_of(conn: &Conn) -> Result<Option<String>, StoreError> {
 }
 
 /// Record the hash key id in a new store; refuse a store written under
-/// another key.
+/// another key. Replicas may open a new PostgreSQL store at the same moment:
+/// the first insert wins, and every replica compares its key with the winner's.
 fn check_key(conn: &Conn, key_id: &str, path: &Path) -> Result<(), StoreError> {
-    match key_id_of(conn)? {
-        None => {
-            conn.execute(
-                "INSERT INTO meta(key, value) VALUES ('hash_key_id', ?1)",
-                [key_id],
-            )?;
-            Ok(())
-        }
+    let mut stored = key_id_of(conn)?;
+    if stored.is_none() {
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('hash_key_id', ?1) ON CONFLICT DO NOTHING",
+            [key_id],
+        )?;
+        stored = key_id_of(conn)?;
+    }
+    match stored {
         Some(s) if s != key_id => Err(StoreError::KeyMismatch {
             path: path.to_path_buf(),
             stored: s,
             current: key_id.to_string(),
         }),
-        Some(_) => Ok(()),
+        _ => Ok(()),
     }
 }
