@@ -251,11 +251,26 @@ impl App {
     /// and a source another replica polled (the store has its success) or
     /// polls (it holds the source's lease) counts as polled for readiness,
     /// so that every replica gets ready.
-    fn polled_elsewhere(&self, persisted: &BTreeMap<String, i64>, leased: &BTreeSet<String>) {
+    fn polled_elsewhere(
+        &self,
+        persisted: &BTreeMap<String, i64>,
+        leased: &BTreeSet<String>,
+        health: &BTreeMap<String, bool>,
+    ) {
         let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
         for (name, st) in statuses.iter_mut() {
             if leased.contains(name) {
                 st.polled = true;
+            }
+            // The latest poll's outcome, whichever replica made it: every
+            // replica exports the same `nhi_source_up`.
+            if let Some(&up) = health.get(name) {
+                st.polled = true;
+                st.up = up;
+                self.health
+                    .up
+                    .with_label_values(&[name.as_str(), st.source_type.as_str()])
+                    .set(if up { 1.0 } else { 0.0 });
             }
             let Some(&t) = persisted.get(name) else {
                 continue;
@@ -502,10 +517,14 @@ impl App {
                     }
                     let store = self.store.clone();
                     let read = tokio::task::spawn_blocking(move || {
-                        Ok::<_, StoreError>((store.last_successes()?, store.leased_sources()?))
+                        Ok::<_, StoreError>((
+                            store.last_successes()?,
+                            store.leased_sources()?,
+                            store.source_health()?,
+                        ))
                     });
-                    if let Ok(Ok((now, leased))) = read.await {
-                        self.polled_elsewhere(&now, &leased);
+                    if let Ok(Ok((now, leased, health))) = read.await {
+                        self.polled_elsewhere(&now, &leased, &health);
                         if seen
                             .replace(now.clone())
                             .is_some_and(|before| before != now)

@@ -282,10 +282,13 @@ fn two_replicas_share_the_polling_and_take_over_when_one_dies() {
     for e in [&a, &b] {
         assert_eq!(e.get("/-/ready").0, 200, "{}", e.log_text());
     }
-    // Both serve the store's numbers: the same KPIs.
+    // Both serve the store's numbers: the same KPIs, and the same health
+    // of both sources, whichever replica polls them.
     let kpis = |e: &Exporter| {
-        let m = e.wait_for("both findings", |m| {
+        let m = e.wait_for("both findings, both sources up", |m| {
             m.get("nhi_exposed_secrets", &[("validity", "unknown")]) == Some(2.0)
+                && m.get("nhi_source_up", &[("source", "ci")]) == Some(1.0)
+                && m.get("nhi_source_up", &[("source", "nightly")]) == Some(1.0)
         });
         m.sum("nhi_findings_detected_total", &[])
     };
@@ -498,8 +501,7 @@ fn replicas_started_together_on_an_empty_database_all_come_up() {
         assert_eq!(
             m.get("nhi_exposed_secrets", &[("validity", "unknown")]),
             Some(1.0),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
+            "{}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -149,6 +149,17 @@ impl Leases {
         }
     }
 
+    /// Record a poll's outcome in the store, so that every replica exports
+    /// the source's `nhi_source_up` as its poller saw it. A failure to
+    /// record is logged: the poller's own gauge is set regardless.
+    pub async fn report(&self, cfg: &SourceConfig, up: bool) {
+        let (store, name) = (self.store.clone(), cfg.name.clone());
+        let res = tokio::task::spawn_blocking(move || store.record_source_health(&name, up)).await;
+        if let Ok(Err(e)) = res {
+            tracing::warn!(source = %cfg.name, error = %e, "cannot record the poll's outcome in the store");
+        }
+    }
+
     /// Give the source's lease up at a clean stop: another replica takes
     /// it at its next heartbeat instead of after the lease expires.
     pub async fn release(&self, cfg: &SourceConfig) {

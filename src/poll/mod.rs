@@ -107,7 +107,13 @@ async fn supervise(
                     )],
                     ..Default::default()
                 },
-                Turn::Poll => holding(leases, cfg, guarded_poll(host, cfg, source, cancel)).await,
+                Turn::Poll => {
+                    let out = holding(leases, cfg, guarded_poll(host, cfg, source, cancel)).await;
+                    if !cancel.is_cancelled() {
+                        l.report(cfg, out.ok()).await;
+                    }
+                    out
+                }
             },
         };
         if cancel.is_cancelled() {

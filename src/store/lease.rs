@@ -113,6 +113,36 @@ impl Store {
             .collect()
     }
 
+    /// Record the outcome of a poll of `source` (nothing on SQLite, whose
+    /// one instance exports its own polls).
+    pub fn record_source_health(&self, source: &str, up: bool) -> Result<(), StoreError> {
+        if !self.is_postgres() {
+            return Ok(());
+        }
+        self.reader()?.execute(
+            &format!(
+                "INSERT INTO source_health(source, up, at) VALUES (?1, ?2, {DB_NOW})
+                 ON CONFLICT(source) DO UPDATE SET up = excluded.up, at = excluded.at"
+            ),
+            params![source, up as i64],
+        )?;
+        Ok(())
+    }
+
+    /// The outcome of each source's latest poll by any replica (none on
+    /// SQLite).
+    pub fn source_health(&self) -> Result<std::collections::BTreeMap<String, bool>, StoreError> {
+        if !self.is_postgres() {
+            return Ok(Default::default());
+        }
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare("SELECT source, up FROM source_health")?;
+        let rows = stmt.query_map(params![], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? != 0))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The latest successful poll of `source`, as the store has it (any
     /// replica's).
     pub fn last_success(&self, source: &str) -> Result<Option<i64>, StoreError> {
