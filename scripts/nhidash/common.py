@@ -59,11 +59,35 @@ RELOAD_MAPPING = [
 # ---------------------------------------------------------------- panels
 
 
+# Replicas sharing a PostgreSQL store (SPEC §5) all export the same KPI
+# values, each under its own `instance`: a panel must not add them up. Every
+# KPI selector is taken once across replicas, `max without (instance, pod)`,
+# before the panel's own aggregation; a counter's rate or increase is taken
+# per replica first (a replica's restart resets only its own series). What
+# each process counts for itself (its polls' durations and errors, reloads,
+# process_*, up, scrape_*) and the per-instance health panels stay per
+# instance: a poll is counted by the one replica that made it, so sums over
+# replicas are right there.
+PER_INSTANCE = r"nhi_(?:source_|config_|exporter_build_info|store_history_seconds)"
+_KPI = r"(?<![\w:])((?!" + PER_INSTANCE + r")(?:nhi_[a-z0-9_]+|instance:[a-z0-9_:]+)\{[^{}]*\})"
+_ONCE = "max without (instance, pod) "
+
+
+def one_replica(expr):
+    """`expr` with each KPI selector (and each rate/increase over one) taken
+    once across replicas."""
+    import re
+
+    expr = re.sub(r"\b([a-z_]+)\(" + _KPI + r"(\[[^\]]+\])\)",
+                  lambda m: f"{_ONCE}({m.group(1)}({m.group(2)}{m.group(3)}))", expr)
+    return re.sub(_KPI + r"(?!\[)", lambda m: f"{_ONCE}({m.group(1)})", expr)
+
+
 def target(expr, legend="", ref="A", instant=False, fmt="time_series"):
     return {
         "datasource": DS,
         "editorMode": "code",
-        "expr": expr,
+        "expr": one_replica(expr),
         "format": fmt,
         "instant": instant,
         "legendFormat": legend or "__auto",

@@ -310,7 +310,7 @@ fn v5_stores_gain_exact_time_counts() {
         // Back to v5: what the v6 and v7 migrations added, gone.
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch(
-            "DROP TABLE time_counts; DROP INDEX exposures_residual; DROP TABLE leases; DROP TABLE replicas;
+            "DROP TABLE time_counts; DROP INDEX exposures_residual; DROP TABLE leases; DROP TABLE replicas; DROP TABLE source_health;
              PRAGMA user_version = 5;",
         )
         .unwrap();
