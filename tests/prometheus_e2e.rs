@@ -102,10 +102,53 @@ fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-#[test]
-fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
+/// The real Prometheus with the bundled recording and alert rules, scraping
+/// `targets` as job `nhi-exporter` every second; its port.
+fn start_prometheus(dir: &Path, name: &str, targets: &[u16]) -> (Prom, u16) {
     let prom_bin = which("prometheus")
         .expect("prometheus not found: scripts/test.sh installs Debian's prometheus package");
+    let pport = free_port();
+    let rules: Vec<String> = ["nhi-recording.rules.yml", "nhi-alerts.rules.yml"]
+        .iter()
+        .map(|f| {
+            repo()
+                .join("deploy/prometheus")
+                .join(f)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let targets: Vec<String> = targets.iter().map(|p| format!("'127.0.0.1:{p}'")).collect();
+    let prom_cfg = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{:?}, {:?}]\nscrape_configs:\n  - job_name: nhi-exporter\n    static_configs: [{{targets: [{}]}}]\n",
+            rules[0],
+            rules[1],
+            targets.join(", ")
+        ),
+    )
+    .unwrap();
+    let plog = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
+    let prom = Prom(
+        Command::new(prom_bin)
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join(format!("{name}-tsdb")).display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
+            .stdout(Stdio::null())
+            .stderr(plog)
+            .spawn()
+            .unwrap(),
+    );
+    (prom, pport)
+}
+
+#[test]
+fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&repo().join("config/demo"), &dir.path().join("demo"));
     let cfg = dir.path().join("nhi.yaml");
@@ -119,40 +162,7 @@ fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
         m.get("nhi_source_up", &[("source", "demo-gitleaks")]) == Some(1.0)
     });
 
-    let pport = free_port();
-    let rules: Vec<String> = ["nhi-recording.rules.yml", "nhi-alerts.rules.yml"]
-        .iter()
-        .map(|f| {
-            repo()
-                .join("deploy/prometheus")
-                .join(f)
-                .display()
-                .to_string()
-        })
-        .collect();
-    let prom_cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &prom_cfg,
-        format!(
-            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: [{:?}, {:?}]\nscrape_configs:\n  - job_name: nhi-exporter\n    static_configs: [{{targets: ['127.0.0.1:{}']}}]\n",
-            rules[0], rules[1], ex.port
-        ),
-    )
-    .unwrap();
-    let plog = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-    let _prom = Prom(
-        Command::new(prom_bin)
-            .arg(format!("--config.file={}", prom_cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{pport}"))
-            .stdout(Stdio::null())
-            .stderr(plog)
-            .spawn()
-            .unwrap(),
-    );
+    let (_prom, pport) = start_prometheus(dir.path(), "prom", &[ex.port]);
     wait(
         "Prometheus scraping the exporter",
         Duration::from_secs(60),
@@ -228,5 +238,235 @@ fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
         empty.is_empty(),
         "dashboard queries without data:\n{}",
         empty.join("\n")
+    );
+}
+
+/// Per-process series: each replica counts its own polls, reloads and
+/// resources, so one Prometheus scraping one replica of two cannot see the
+/// other's. The KPI panels and rules are what must not change.
+const PER_PROCESS: &[&str] = &[
+    "process_",
+    "scrape_",
+    "up{",
+    "nhi_source_poll_duration_seconds",
+    "nhi_source_errors_total",
+    "nhi_config_last_reload",
+    "nhi_exporter_build_info",
+    "nhi_store_history_seconds",
+];
+
+/// An instant query's samples at `time`: labels without `instance` (the
+/// replica) → values.
+fn samples_at(port: u16, expr: &str, time: f64) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let v = api(
+        port,
+        "/api/v1/query",
+        &[("query", expr), ("time", &format!("{time:.3}"))],
+    );
+    assert_eq!(v["status"], "success", "query {expr} failed: {v}");
+    let value = |p: &serde_json::Value| p[1].as_str().unwrap().parse::<f64>().unwrap();
+    let mut out = std::collections::BTreeMap::<String, Vec<f64>>::new();
+    match v["data"]["resultType"].as_str() {
+        Some("vector") => {
+            for r in v["data"]["result"].as_array().unwrap() {
+                let mut labels = r["metric"].as_object().unwrap().clone();
+                labels.remove("instance");
+                out.entry(serde_json::Value::Object(labels).to_string())
+                    .or_default()
+                    .push(value(&r["value"]));
+            }
+        }
+        Some("scalar") => {
+            out.insert(String::new(), vec![value(&v["data"]["result"])]);
+        }
+        other => panic!("query {expr}: unexpected result type {other:?}"),
+    }
+    out
+}
+
+/// The exposition's KPI lines (what the store holds), without the
+/// per-process ones and those that move with the clock.
+fn kpi_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("nhi_"))
+        .filter(|l| !PER_PROCESS.iter().any(|p| l.starts_with(p)))
+        .filter(|l| {
+            !l.starts_with("nhi_source_")
+                && !l.contains("age_seconds")
+                && !l.contains("idle_seconds")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// SPEC §5: two replicas on one PostgreSQL store, both scraped, give the
+/// bundled dashboards and rules the numbers one replica gives. One
+/// Prometheus scrapes both replicas, another scrapes one of them; every
+/// dashboard query, recording rule and alert expression is evaluated on
+/// both at the same instant and must agree (per-process series aside:
+/// each replica counts its own polls).
+#[test]
+fn two_replicas_on_postgres_give_the_dashboards_and_rules_the_numbers_of_one() {
+    let server = common::pg::server();
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("config/demo"), &dir.path().join("demo"));
+    let url_file = server.fresh_url_file(dir.path(), "prom_replicas");
+    let key = dir.path().join("hmac.key");
+    std::fs::write(
+        &key,
+        "8899aabbccddeeff00112233445566778899aabbccddeeff0011223344556677\n",
+    )
+    .unwrap();
+    let cfg = dir.path().join("nhi.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state: {{backend: postgres, url_file: {}, hash_key_file: {}}}\nsources:\n  - name: demo-gitleaks\n    type: gitleaks\n    interval: 2s\n    paths: [demo/gitleaks/*.json]\n  - name: demo-sarif\n    type: gitleaks\n    interval: 2s\n    paths: [demo/sarif/*.sarif]\n",
+            url_file.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let a = Exporter::start(&cfg, &dir.path().join("a.log"), &[]);
+    let b = Exporter::start(&cfg, &dir.path().join("b.log"), &[]);
+    for e in [&a, &b] {
+        e.wait_for("both sources polled", |m| {
+            m.get("nhi_source_up", &[("source", "demo-gitleaks")]) == Some(1.0)
+                && m.get("nhi_source_up", &[("source", "demo-sarif")]) == Some(1.0)
+                && m.get("nhi_exposed_secrets", &[("validity", "unknown")]) > Some(0.0)
+        });
+    }
+    let (_both, p2) = start_prometheus(dir.path(), "both", &[a.port, b.port]);
+    let (_one, p1) = start_prometheus(dir.path(), "one", &[a.port]);
+    wait(
+        "both Prometheus servers scraping",
+        Duration::from_secs(60),
+        || {
+            [p1, p2]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+                && series(p2, "up{job=\"nhi-exporter\"} == 1") == 2
+                && series(p1, "up{job=\"nhi-exporter\"} == 1") == 1
+        },
+    );
+
+    // Activity, so that increases and the time-to-close quantiles have
+    // data: a leak removed from a repository (whichever replica polls it).
+    std::thread::sleep(Duration::from_secs(3));
+    let report = dir.path().join("demo/gitleaks/web-frontend.json");
+    let mut findings: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    findings.pop();
+    write_report(&report, &findings);
+    for e in [&a, &b] {
+        e.wait_for("the closure, on both replicas", |m| {
+            m.sum("nhi_findings_closed_total", &[]) == 1.0
+        });
+    }
+    wait(
+        "recorded time-to-close quantiles",
+        Duration::from_secs(60),
+        || {
+            series(p1, "instance:nhi_time_to_close_seconds:p50_7d") == 1
+                && series(p2, "instance:nhi_time_to_close_seconds:p50_7d") == 2
+        },
+    );
+    // Both replicas serve the same KPIs, then a few scrapes and rule
+    // evaluations of that state.
+    wait(
+        "both replicas serving the same KPIs",
+        Duration::from_secs(30),
+        || kpi_lines(&a.metrics()) == kpi_lines(&b.metrics()),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - 1.0;
+
+    // Both replicas export every KPI: a plain sum over replicas would be
+    // twice the truth, which is what the dashboards must not show.
+    let per_replica = samples_at(p2, "count(nhi_exposed_secrets)", at);
+    let single = samples_at(p1, "count(nhi_exposed_secrets)", at);
+    assert_eq!(per_replica["{}"], vec![2.0 * single["{}"][0]]);
+
+    // (what, expression, what it is computed from)
+    let mut exprs: Vec<(String, String, String)> =
+        serde_json::from_str::<Vec<serde_json::Value>>(&stdout_ok(
+            Command::new("python3")
+                .arg(repo().join("scripts/lint-dashboards.py"))
+                .args(["--list-queries", "--job", "nhi-exporter"]),
+        ))
+        .unwrap()
+        .iter()
+        .map(|q| {
+            let expr = q["expr"].as_str().unwrap().to_string();
+            (
+                format!("{} / {}", q["dashboard"], q["panel"]),
+                expr.clone(),
+                expr,
+            )
+        })
+        .collect();
+    let rules = api(p1, "/api/v1/rules", &[]);
+    for g in rules["data"]["groups"].as_array().unwrap() {
+        for r in g["rules"].as_array().unwrap() {
+            let (name, query) = (r["name"].as_str().unwrap(), r["query"].as_str().unwrap());
+            let expr = if r["type"] == "recording" {
+                name
+            } else {
+                query
+            };
+            exprs.push((format!("rule {name}"), expr.to_string(), query.to_string()));
+        }
+    }
+    let (mut compared, mut with_data, mut differ) = (0, 0, Vec::new());
+    for (what, expr, from) in &exprs {
+        if PER_PROCESS.iter().any(|p| from.contains(p)) {
+            continue;
+        }
+        compared += 1;
+        let (one, both) = (samples_at(p1, expr, at), samples_at(p2, expr, at));
+        if !one.is_empty() {
+            with_data += 1;
+        }
+        // An increase over a window is extrapolated from each server's own
+        // scrape times: close, not equal. A sum over replicas would be 2×.
+        let counter = from.contains("increase(") || from.contains("rate(");
+        // A replica learns of another's poll at its next look at the store
+        // (every 5 s): the time since a source's last success may lag by
+        // that much on the replica that did not poll it.
+        let since_poll = from.contains("nhi_source_last_success_timestamp_seconds");
+        let same = |x: f64, y: f64| {
+            let tol = if counter {
+                0.2 * y.abs()
+            } else if since_poll {
+                6.0
+            } else {
+                1e-9 * y.abs()
+            };
+            (x - y).abs() <= tol || (x.is_nan() && y.is_nan())
+        };
+        let agree = one.keys().eq(both.keys())
+            && one.iter().all(|(k, v1)| {
+                let v2 = &both[k];
+                // A per-replica panel shows each replica: each shows the
+                // one replica's value.
+                v1.len() == 1 && v2.iter().all(|x| same(*x, v1[0]))
+            });
+        if !agree {
+            differ.push(format!("{what}: {expr}\n  one: {one:?}\n  two: {both:?}"));
+        }
+    }
+    println!(
+        "{compared} dashboard queries, recording rules and alerts compared, {with_data} with data"
+    );
+    assert!(with_data > 50, "{with_data} of {compared} with data");
+    assert!(
+        differ.is_empty(),
+        "with two replicas scraped, {} queries differ from one:\n{}",
+        differ.len(),
+        differ.join("\n")
     );
 }
