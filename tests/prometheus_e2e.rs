@@ -437,12 +437,16 @@ fn two_replicas_on_postgres_give_the_dashboards_and_rules_the_numbers_of_one() {
         // A replica learns of another's poll at its next look at the store
         // (every 5 s): the time since a source's last success may lag by
         // that much on the replica that did not poll it.
-        let since_poll = from.contains("nhi_source_last_success_timestamp_seconds");
+        // Likewise an age is as of the replica's latest computation (after
+        // its own poll, or at its next look at the store).
+        let since_poll = from.contains("nhi_source_last_success_timestamp_seconds")
+            || from.contains("age_seconds")
+            || from.contains("idle_seconds");
         let same = |x: f64, y: f64| {
             let tol = if counter {
                 0.2 * y.abs()
             } else if since_poll {
-                6.0
+                10.0
             } else {
                 1e-9 * y.abs()
             };
