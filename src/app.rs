@@ -333,14 +333,19 @@ impl App {
     /// at `now` (what [`App::recompute`] and a backfilled scan do).
     pub fn compute_and_record(&self, now: i64) -> Result<Snapshot, StoreError> {
         let cfg = self.config();
-        let reader = self.store.reader()?;
+        let mut reader = self.store.reader()?;
         let sources: BTreeSet<String> = cfg
             .sources
             .iter()
             .filter(|s| s.enabled)
             .map(|s| s.name.clone())
             .collect();
-        let snap = kpi::compute_with(&reader, &cfg.policy, &cfg.labels, Some(&sources), now)?;
+        let snap = {
+            // One snapshot of the store: a poll committing meanwhile is
+            // either wholly in these numbers or wholly out.
+            let read = reader.snapshot()?;
+            kpi::compute_with(&read, &cfg.policy, &cfg.labels, Some(&sources), now)?
+        };
         {
             let mut writer = self.store.writer();
             kpi::record_history(&mut writer, &snap, &cfg.policy)?;

@@ -255,6 +255,28 @@ fn redacted_findings_are_scoped_to_their_target() {
     assert_eq!(q(&r, "SELECT COUNT(*) FROM exposures"), 2);
 }
 
+/// A KPI computation reads one snapshot: a poll committed while it reads
+/// is not half in its numbers.
+#[test]
+fn a_read_snapshot_does_not_see_commits_made_during_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    apply(&store, "gl", 100, &[scan("t1", 100, vec![finding("a", 1)])]);
+    let mut r = store.reader().unwrap();
+    let read = r.snapshot().unwrap();
+    assert_eq!(q(&read, "SELECT COUNT(*) FROM findings"), 1);
+    apply(
+        &store,
+        "gl",
+        200,
+        &[scan("t1", 200, vec![finding("a", 1), finding("b", 2)])],
+    );
+    assert_eq!(q(&read, "SELECT COUNT(*) FROM findings"), 1);
+    assert_eq!(q(&read, "SELECT last_success FROM polls"), 100);
+    drop(read);
+    assert_eq!(q(&r, "SELECT COUNT(*) FROM findings"), 2);
+}
+
 #[test]
 fn uncommitted_poll_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -341,6 +341,21 @@ impl Conn {
             done: false,
         })
     }
+
+    /// Begin a read-only transaction: every query in it sees one snapshot
+    /// of the store, whatever commits meanwhile (a KPI computation reads
+    /// many tables). SQLite in WAL mode keeps the snapshot of the first
+    /// read until the end; PostgreSQL needs REPEATABLE READ for that.
+    pub fn snapshot(&mut self) -> Result<Tx<'_>, DbError> {
+        match self {
+            Conn::Lite(_) => self.execute_batch("BEGIN")?,
+            Conn::Pg(_) => self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,
+        }
+        Ok(Tx {
+            conn: self,
+            done: false,
+        })
+    }
 }
 
 /// A transaction: derefs to its connection.
