@@ -48,6 +48,7 @@ impl PollApplier<'_> {
                 None => self.insert_new(target_id, &scan.target, f, at, &mut dirty)?,
             }
         }
+        self.flush_findings()?;
         for (sid, e) in &existing {
             if e.open && !seen.contains(sid.as_str()) {
                 self.close(e, Resolution::Disappeared, at)?;
@@ -170,15 +171,25 @@ impl PollApplier<'_> {
         let key = self.exposure_key(target, f);
         // Most keys are new: one statement inserts, and only a conflict
         // costs a second lookup.
-        // (No RETURNING: SQLite materialises it in a temporary table per row.)
-        let changed = self
-            .tx
-            .prepare_cached(
-                "INSERT INTO exposures(key, secret_type, first_detected_at, open_findings, validity)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING",
-            )?
-            .execute(params![key, type_name, detected_at, open as i64, f.validity.as_str()])?;
-        let inserted = if changed == 1 {
+        const INSERT_EXPOSURE: &str =
+            "INSERT INTO exposures(key, secret_type, first_detected_at, open_findings, validity)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO NOTHING";
+        let row = params![
+            key,
+            type_name,
+            detected_at,
+            open as i64,
+            f.validity.as_str()
+        ];
+        let inserted = if self.tx.is_postgres() {
+            // The id in the same round trip.
+            self.tx
+                .prepare_cached(&format!("{INSERT_EXPOSURE} RETURNING id"))?
+                .query_row(row, |r| r.get(0))
+                .optional()?
+        } else if self.tx.prepare_cached(INSERT_EXPOSURE)?.execute(row)? == 1 {
+            // No RETURNING: SQLite materialises it in a temporary table
+            // per row.
             Some(self.tx.last_insert_rowid()?)
         } else {
             None
@@ -251,31 +262,29 @@ impl PollApplier<'_> {
             Some((r, t)) => (Some(r.as_str()), Some(t.unwrap_or(at).max(detected_at))),
         };
         let loc = &f.location;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
-                    file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity, validity_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-            )?
-            .execute(params![
-                self.source,
-                target_id,
-                &scanner_key(&f.scanner_id)[..],
-                f.scanner_id,
-                exposure_id,
-                type_name,
-                loc.repository,
-                loc.file,
-                loc.line,
-                loc.commit,
-                detected_at,
-                f.committed_at,
-                open as i64,
-                resolution,
-                closed_at,
-                f.validity.as_str(),
-                statement_time(f, at),
-            ])?;
+        // Written with the target's other new findings (`flush_findings`),
+        // before anything reads them back.
+        self.new_findings.push(NewFinding {
+            target_id,
+            scanner_key: scanner_key(&f.scanner_id).to_vec(),
+            scanner_id: f.scanner_id.clone(),
+            exposure_id,
+            secret_type: type_name.clone(),
+            repository: loc.repository.clone(),
+            file: loc.file.clone(),
+            line: loc.line,
+            commit: loc.commit.clone(),
+            detected_at,
+            committed_at: f.committed_at,
+            open: open as i64,
+            resolution,
+            closed_at,
+            validity: f.validity.as_str(),
+            validity_at: statement_time(f, at),
+        });
+        if self.new_findings.len() >= FINDINGS_PER_INSERT {
+            self.flush_findings()?;
+        }
         for link in &f.links {
             let n = self
                 .tx
@@ -321,6 +330,81 @@ impl PollApplier<'_> {
             );
             self.observe(TIME_TO_CLOSE, &[("source", &source)], c - detected_at);
             self.stats.findings_closed += 1;
+        }
+        Ok(())
+    }
+}
+
+/// New findings per `INSERT` (17 parameters each): one statement instead
+/// of one per finding, a round trip each on PostgreSQL.
+const FINDINGS_PER_INSERT: usize = 256;
+
+/// A new finding's row, written by [`PollApplier::flush_findings`].
+pub(super) struct NewFinding {
+    target_id: i64,
+    scanner_key: Vec<u8>,
+    scanner_id: String,
+    exposure_id: i64,
+    secret_type: String,
+    repository: Option<String>,
+    file: Option<String>,
+    line: Option<i64>,
+    commit: Option<String>,
+    detected_at: i64,
+    committed_at: Option<i64>,
+    open: i64,
+    resolution: Option<&'static str>,
+    closed_at: Option<i64>,
+    validity: &'static str,
+    validity_at: Option<i64>,
+}
+
+impl PollApplier<'_> {
+    /// Write the pending new findings, as few multi-row `INSERT`s.
+    pub(super) fn flush_findings(&mut self) -> Result<(), StoreError> {
+        let rows = std::mem::take(&mut self.new_findings);
+        for chunk in rows.chunks(FINDINGS_PER_INSERT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p: Vec<String> = (1..=17).map(|j| format!("?{}", i * 17 + j)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
+                    file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity, validity_at)
+                 VALUES {}",
+                values.join(", ")
+            );
+            let mut list: Vec<&dyn crate::store::db::Param> = Vec::with_capacity(chunk.len() * 17);
+            for r in chunk {
+                list.extend_from_slice(&[
+                    &self.source,
+                    &r.target_id,
+                    &r.scanner_key,
+                    &r.scanner_id,
+                    &r.exposure_id,
+                    &r.secret_type,
+                    &r.repository,
+                    &r.file,
+                    &r.line,
+                    &r.commit,
+                    &r.detected_at,
+                    &r.committed_at,
+                    &r.open,
+                    &r.resolution,
+                    &r.closed_at,
+                    &r.validity,
+                    &r.validity_at,
+                ]);
+            }
+            // Full chunks share one cached statement; the last, shorter
+            // one is prepared once.
+            if chunk.len() == FINDINGS_PER_INSERT {
+                self.tx.prepare_cached(&sql)?.execute(&list[..])?;
+            } else {
+                self.tx.prepare(&sql)?.execute(&list[..])?;
+            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ mod exposures;
 mod findings;
 mod inventory;
 
-use super::db::{params, Conn as Connection, Tx as Transaction};
+use super::db::{params, Conn as Connection, OptionalExt, Tx as Transaction};
 use super::events::{
     EXPOSURE_REOPENED, EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE,
     TIME_TO_REVOKE,
@@ -161,6 +161,8 @@ pub struct PollApplier<'c> {
     dated_from: Option<i64>,
     /// Change of `time_counts` per (kind, time), written at commit.
     times: HashMap<(u8, i64), i64>,
+    /// New findings of the target being applied, not yet written.
+    new_findings: Vec<findings::NewFinding>,
 }
 
 impl<'c> PollApplier<'c> {
@@ -191,6 +193,7 @@ impl<'c> PollApplier<'c> {
             has_values: false,
             dated_from: None,
             times: HashMap::new(),
+            new_findings: Vec::new(),
         })
         .and_then(|mut ap| {
             ap.has_values =
