@@ -8,6 +8,11 @@
 //! Shared by the library's unit tests (`#[path]` include) and the
 //! integration tests (`tests/common`). A missing installation fails the
 //! test with how to install it: never skipped.
+//!
+//! [`tls_server`] is another server of the test binary: TLS only (`ssl=on`
+//! with the test's certificate; `pg_hba.conf` has `hostssl` lines only, so
+//! plaintext TCP is refused) and `log_connections=on`. The harness itself
+//! talks to it over its Unix socket.
 
 #![allow(dead_code)]
 
@@ -24,8 +29,21 @@ pub struct PgServer {
     pub port: u16,
     pub dir: PathBuf,
     pub bin: PathBuf,
+    /// `Some` for a [`tls_server`].
+    pub tls: Option<Tls>,
     child: Mutex<Option<Child>>,
     created: Mutex<()>,
+}
+
+/// The TLS of a [`tls_server`]: its certificate and key (PEM; copied into
+/// the server's directory, the key readable by the server's user only, as
+/// PostgreSQL demands), and the CA file that verifies the certificate (put
+/// in [`PgServer::url`]'s `sslrootcert`).
+#[derive(Clone, Debug)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// The directory of `initdb`, `postgres`, `pg_dump`, `pg_ctl`: `$NHI_PG_BIN`,
@@ -92,21 +110,36 @@ fn chown_nobody(p: &Path) {
 /// The server of this test binary, started on first use.
 pub fn server() -> &'static PgServer {
     static SERVER: OnceLock<PgServer> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        // Started from a thread that never ends: the server is sent
-        // SIGQUIT when its parent thread exits, which is then the process.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("pg-server".into())
-            .spawn(move || {
-                let _ = tx.send(start());
-                loop {
-                    std::thread::park();
-                }
-            })
-            .expect("spawn the pg-server thread");
-        rx.recv().expect("the PostgreSQL server started")
-    })
+    SERVER.get_or_init(|| on_own_thread(None))
+}
+
+/// The TLS-only server of this test binary, started on first use with
+/// `tls` (a later call's `tls` must be the same).
+pub fn tls_server(tls: &Tls) -> &'static PgServer {
+    static SERVER: OnceLock<PgServer> = OnceLock::new();
+    let s = SERVER.get_or_init(|| on_own_thread(Some(tls.clone())));
+    let started = s.tls.as_ref().expect("a TLS server");
+    assert!(
+        started.cert == tls.cert && started.key == tls.key && started.ca == tls.ca,
+        "the TLS server was started with {started:?}, not {tls:?}"
+    );
+    s
+}
+
+fn on_own_thread(tls: Option<Tls>) -> PgServer {
+    // Started from a thread that never ends: the server is sent
+    // SIGQUIT when its parent thread exits, which is then the process.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("pg-server".into())
+        .spawn(move || {
+            let _ = tx.send(start(tls));
+            loop {
+                std::thread::park();
+            }
+        })
+        .expect("spawn the pg-server thread");
+    rx.recv().expect("the PostgreSQL server started")
 }
 
 /// Remove the directories of earlier runs whose test process is gone (the
@@ -132,8 +165,10 @@ fn remove_stale_dirs() {
     }
 }
 
-fn start() -> PgServer {
-    let bin = bin_dir();
+/// A new temporary directory that outlives the test binary (a server's
+/// data, files the server reads): removed by a later run once this process
+/// is gone, as stale ones are removed now.
+pub fn scratch_dir() -> PathBuf {
     remove_stale_dirs();
     let dir = tempfile::Builder::new()
         .prefix("nhi-pg-")
@@ -142,6 +177,12 @@ fn start() -> PgServer {
         .keep();
     std::fs::write(dir.join("owner"), std::process::id().to_string())
         .expect("write the owner file");
+    dir
+}
+
+fn start(tls: Option<Tls>) -> PgServer {
+    let bin = bin_dir();
+    let dir = scratch_dir();
     chown_nobody(&dir);
     let pwfile = dir.join("pw");
     std::fs::write(&pwfile, PASSWORD).expect("write the password file");
@@ -169,17 +210,62 @@ fn start() -> PgServer {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    if let Some(tls) = &tls {
+        configure_tls(&dir, tls);
+    }
     let port = free_port();
     let child = postmaster(&bin, &dir, port);
     let server = PgServer {
         port,
         dir,
         bin,
+        tls,
         child: Mutex::new(Some(child)),
         created: Mutex::new(()),
     };
     server.wait_ready("postgres");
     server
+}
+
+/// TLS only for the server of `dir`: the certificate and key copied into
+/// `dir` (owned by the server's user, the key 0600: PostgreSQL refuses a
+/// key others can read), `ssl=on` and `log_connections=on` in
+/// `postgresql.conf`, and a `pg_hba.conf` that accepts the Unix socket
+/// (the harness) and TLS TCP connections with a password, nothing else.
+fn configure_tls(dir: &Path, tls: &Tls) {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    for (from, to, mode) in [(&tls.cert, &cert, 0o644), (&tls.key, &key, 0o600)] {
+        std::fs::copy(from, to)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", to.display()));
+        chown_nobody(to);
+    }
+    let quoted = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "''"));
+    let data = dir.join("data");
+    // Appended to (and written over) the files initdb made: they keep
+    // their owner and mode.
+    let mut conf = std::fs::OpenOptions::new()
+        .append(true)
+        .open(data.join("postgresql.conf"))
+        .expect("open postgresql.conf");
+    write!(
+        conf,
+        "\nssl = on\nssl_cert_file = {}\nssl_key_file = {}\nlog_connections = on\n",
+        quoted(&cert),
+        quoted(&key)
+    )
+    .expect("write postgresql.conf");
+    std::fs::write(
+        data.join("pg_hba.conf"),
+        "local all all trust\n\
+         hostssl all all 127.0.0.1/32 scram-sha-256\n\
+         hostssl all all ::1/128 scram-sha-256\n",
+    )
+    .expect("write pg_hba.conf");
 }
 
 /// Start the postmaster of `dir/data` on `port`, logging to `dir/log`.
@@ -221,16 +307,38 @@ fn postmaster(bin: &Path, dir: &Path, port: u16) -> Child {
 }
 
 impl PgServer {
-    /// The URL of database `db`, with the password, TLS off (loopback).
+    /// The URL of database `db`, with the password: TLS off (loopback), or
+    /// on a [`tls_server`] `verify-full` of `localhost` against its CA.
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
-        )
+        match &self.tls {
+            None => format!(
+                "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{db}?sslmode=disable",
+                self.port
+            ),
+            Some(tls) => format!(
+                "postgres://{USER}:{PASSWORD}@localhost:{}/{db}?sslmode=verify-full&sslrootcert={}",
+                self.port,
+                tls.ca.display()
+            ),
+        }
+    }
+
+    /// A connection of the harness: over TCP as [`PgServer::url`] says, or
+    /// to a [`tls_server`] over its Unix socket (the harness has no TLS).
+    fn connect(&self, db: &str) -> Result<postgres::Client, postgres::Error> {
+        match &self.tls {
+            None => postgres::Client::connect(&self.url(db), postgres::NoTls),
+            Some(_) => postgres::Config::new()
+                .host_path(&self.dir)
+                .port(self.port)
+                .user(USER)
+                .dbname(db)
+                .connect(postgres::NoTls),
+        }
     }
 
     pub fn client(&self, db: &str) -> postgres::Client {
-        postgres::Client::connect(&self.url(db), postgres::NoTls)
+        self.connect(db)
             .unwrap_or_else(|e| panic!("connect to test database {db}: {e}; log: {}", self.log()))
     }
 
@@ -241,7 +349,7 @@ impl PgServer {
     fn wait_ready(&self, db: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            match postgres::Client::connect(&self.url(db), postgres::NoTls) {
+            match self.connect(db) {
                 Ok(_) => return,
                 Err(e) if Instant::now() > deadline => {
                     panic!("PostgreSQL did not come up: {e}; log: {}", self.log())
