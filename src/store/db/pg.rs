@@ -98,6 +98,13 @@ pub fn translate(sql: &str) -> Cow<'_, str> {
             rest = after[end..].trim_start_matches(' ');
             continue;
         }
+        if !in_str && rest.starts_with("--") {
+            // A comment, to the end of its line: copied as it is.
+            let end = rest.find('\n').unwrap_or(rest.len());
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
         if c == '\'' {
             in_str = !in_str;
         }
@@ -367,6 +374,13 @@ fn tls_config(rootcert: Option<&str>) -> Result<rustls::ClientConfig, String> {
                     .add(c)
                     .map_err(|e| format!("sslrootcert {path}: {e}"))?;
             }
+            // Zero roots would refuse every server with an error that does
+            // not point here.
+            if roots.is_empty() {
+                return Err(format!(
+                    "sslrootcert {path}: no PEM certificate in the file (expected the CA certificate, -----BEGIN CERTIFICATE-----)"
+                ));
+            }
         }
         None => {
             for c in rustls_native_certs::load_native_certs().certs {
@@ -387,12 +401,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_root_certificate_file_without_certificates_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "not a certificate\n").unwrap();
+        let e = tls_config(path.to_str()).unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
+        assert!(e.contains("ca.pem"), "{e}");
+    }
+
+    #[test]
     fn translate_rewrites_parameters_and_hints_only() {
         assert_eq!(
             translate("SELECT a FROM t INDEXED BY t_i WHERE a = ?1 AND b = '?2' AND c = ?12"),
             "SELECT a FROM t WHERE a = $1 AND b = '?2' AND c = $12"
         );
         assert!(matches!(translate("SELECT 1"), Cow::Borrowed(_)));
+        // A comment's apostrophe opens no string; its `?` is not a
+        // parameter.
+        assert_eq!(
+            translate("SELECT ?1 -- the finding's id?\n, '?' || ?2"),
+            "SELECT $1 -- the finding's id?\n, '?' || $2"
+        );
     }
 
     #[test]
