@@ -9,8 +9,8 @@ use super::{Store, StoreError};
 use std::collections::BTreeMap;
 
 /// Every table of the schema, in an order that respects references; the
-/// leases and replicas of a shared store are not copied (they are live
-/// state of running replicas).
+/// leases, replicas and source health of a shared store are not copied
+/// (they are live state of running replicas).
 const TABLES: [&str; 18] = [
     "meta",
     "targets",
@@ -31,7 +31,7 @@ const TABLES: [&str; 18] = [
     "scopes",
     "time_counts",
 ];
-const NOT_COPIED: [&str; 2] = ["leases", "replicas"];
+const NOT_COPIED: [&str; 3] = ["leases", "replicas", "source_health"];
 /// Tables whose `id` is an identity column on PostgreSQL.
 const WITH_IDS: [&str; 5] = [
     "targets",
@@ -107,42 +107,76 @@ pub fn copy_store(from: &Store, to: &Store) -> Result<BTreeMap<&'static str, u64
     Ok(copied)
 }
 
+/// Rows per `INSERT` of a copy: one statement (a round trip) per batch,
+/// within PostgreSQL's 65535 parameters.
+const ROWS_PER_INSERT: usize = 500;
+
 fn copy_table(lite: &rusqlite::Connection, tx: &Conn, table: &str) -> Result<u64, StoreError> {
     let mut read = lite.prepare(&format!("SELECT * FROM {table}"))?;
     let cols: Vec<String> = read.column_names().iter().map(|c| c.to_string()).collect();
-    let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
     let conflict = if table == "meta" {
         " ON CONFLICT(key) DO NOTHING"
     } else {
         ""
     };
-    let mut write = tx.prepare(&format!(
-        "INSERT INTO {table}({}) VALUES ({}){conflict}",
-        cols.join(", "),
-        marks.join(", ")
-    ))?;
+    let insert = |rows: usize| {
+        let tuples: Vec<String> = (0..rows)
+            .map(|r| {
+                let marks: Vec<String> = (1..=cols.len())
+                    .map(|i| format!("?{}", r * cols.len() + i))
+                    .collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        format!(
+            "INSERT INTO {table}({}) VALUES {}{conflict}",
+            cols.join(", "),
+            tuples.join(", ")
+        )
+    };
+    let mut full = tx.prepare(&insert(ROWS_PER_INSERT))?;
     let mut rows = read.query([])?;
     let mut n = 0u64;
-    let mut values: Vec<Value> = Vec::with_capacity(cols.len());
-    while let Some(r) = rows.next()? {
-        values.clear();
-        for i in 0..cols.len() {
-            use rusqlite::types::ValueRef as V;
-            values.push(match r.get_ref(i)? {
-                V::Null => Value::Null,
-                V::Integer(x) => Value::Integer(x),
-                V::Real(x) => Value::Real(x),
-                V::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                V::Blob(b) => Value::Blob(b.to_vec()),
-            });
+    let mut values: Vec<Value> = Vec::with_capacity(cols.len() * ROWS_PER_INSERT);
+    let mut pending = 0;
+    loop {
+        let row = rows.next()?;
+        if let Some(r) = row {
+            let first = values.len();
+            for i in 0..cols.len() {
+                use rusqlite::types::ValueRef as V;
+                values.push(match r.get_ref(i)? {
+                    V::Null => Value::Null,
+                    V::Integer(x) => Value::Integer(x),
+                    V::Real(x) => Value::Real(x),
+                    V::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    V::Blob(b) => Value::Blob(b.to_vec()),
+                });
+            }
+            if table == "meta"
+                && matches!(&values[first], Value::Text(k) if OWN_META.contains(&k.as_str()))
+            {
+                values.truncate(first);
+                continue;
+            }
+            pending += 1;
+            if pending < ROWS_PER_INSERT {
+                continue;
+            }
         }
-        if table == "meta" && matches!(&values[0], Value::Text(k) if OWN_META.contains(&k.as_str()))
-        {
-            continue;
+        if pending > 0 {
+            let params: Vec<&dyn super::db::Param> = values.iter().map(|v| v as _).collect();
+            if pending == ROWS_PER_INSERT {
+                full.execute(&params[..])?;
+            } else {
+                tx.prepare(&insert(pending))?.execute(&params[..])?;
+            }
+            n += pending as u64;
+            values.clear();
+            pending = 0;
         }
-        let params: Vec<&dyn super::db::Param> = values.iter().map(|v| v as _).collect();
-        write.execute(&params[..])?;
-        n += 1;
+        if row.is_none() {
+            return Ok(n);
+        }
     }
-    Ok(n)
 }
