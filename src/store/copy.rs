@@ -107,8 +107,9 @@ pub fn copy_store(from: &Store, to: &Store) -> Result<BTreeMap<&'static str, u64
     Ok(copied)
 }
 
-/// Rows per `INSERT` of a copy: one statement (a round trip) per batch,
-/// within PostgreSQL's 65535 parameters.
+/// Rows per `INSERT` of a copy: one statement (a round trip) per batch;
+/// with at most about 25 columns, within SQLite's and PostgreSQL's limits on
+/// parameters.
 const ROWS_PER_INSERT: usize = 500;
 
 fn copy_table(lite: &rusqlite::Connection, tx: &Conn, table: &str) -> Result<u64, StoreError> {
@@ -120,18 +121,10 @@ fn copy_table(lite: &rusqlite::Connection, tx: &Conn, table: &str) -> Result<u64
         ""
     };
     let insert = |rows: usize| {
-        let tuples: Vec<String> = (0..rows)
-            .map(|r| {
-                let marks: Vec<String> = (1..=cols.len())
-                    .map(|i| format!("?{}", r * cols.len() + i))
-                    .collect();
-                format!("({})", marks.join(", "))
-            })
-            .collect();
         format!(
             "INSERT INTO {table}({}) VALUES {}{conflict}",
             cols.join(", "),
-            tuples.join(", ")
+            super::db::values_list(rows, cols.len())
         )
     };
     let mut full = tx.prepare(&insert(ROWS_PER_INSERT))?;

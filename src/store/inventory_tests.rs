@@ -721,3 +721,72 @@ fn scopes_no_longer_listed_are_retired() {
     // Retiring again finds nothing left to retire.
     assert_eq!(retire(T0 + 200, &["111111111111/iam"]).inventories, 0);
 }
+
+/// Inventories larger than one multi-row statement (256 rows): every row is
+/// written once with its own values, and a credential moving to another
+/// scope keeps its row (and takes its state change time then).
+#[test]
+fn large_inventories_are_written_in_batches_row_for_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let users: Vec<_> = (0..600)
+        .map(|i| user(&format!("u{i}"), i % 7 == 0, Some(T0 - i * 60)))
+        .collect();
+    let keys: Vec<_> = (0..700)
+        .map(|i| {
+            let state = if i % 5 == 0 {
+                CredentialState::Inactive
+            } else {
+                CredentialState::Active
+            };
+            key(
+                &format!("AKIA{i:016}"),
+                &format!("u{}", i % 600),
+                T0 - i * DAY,
+                state,
+            )
+        })
+        .collect();
+    let stats = inventory(&store, "aws", T0, "a", users.clone(), keys.clone());
+    assert_eq!(stats.identities_changed, 600);
+    assert_eq!(stats.credentials_changed, 700);
+    let r = store.reader().unwrap();
+    let one = |sql: &str| -> i64 { r.query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(one("SELECT COUNT(*) FROM identities"), 600);
+    assert_eq!(
+        one("SELECT COUNT(*) FROM identities WHERE standing = 1"),
+        86
+    );
+    assert_eq!(
+        one("SELECT last_used_at FROM identities WHERE ext_id = 'u599'"),
+        T0 - 599 * 60
+    );
+    assert_eq!(one("SELECT COUNT(*) FROM credentials"), 700);
+    assert_eq!(
+        one("SELECT COUNT(*) FROM credentials WHERE state = 'inactive'"),
+        140
+    );
+    assert_eq!(
+        one("SELECT last_rotated_at FROM credentials WHERE ext_id = 'AKIA0000000000000699'"),
+        T0 - 699 * DAY
+    );
+    assert_eq!(
+        one("SELECT COUNT(*) FROM credentials WHERE state_changed_at = 1750000000"),
+        700
+    );
+    // Scope b lists key 3 (moving it from a); a no longer lists it.
+    let moved = key(
+        "AKIA0000000000000003",
+        "u3",
+        T0 - 3 * DAY,
+        CredentialState::Active,
+    );
+    let rest: Vec<_> = keys.iter().filter(|k| k.id != moved.id).cloned().collect();
+    inventory(&store, "aws", T0 + 10, "b", vec![], vec![moved]);
+    inventory(&store, "aws", T0 + 20, "a", users, rest);
+    assert_eq!(one("SELECT COUNT(*) FROM credentials"), 700);
+    assert_eq!(
+        one("SELECT COUNT(*) FROM credentials WHERE ext_id = 'AKIA0000000000000003' AND scope = 'b' AND state = 'active' AND state_changed_at = 1750000010"),
+        1
+    );
+}

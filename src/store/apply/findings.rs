@@ -364,19 +364,13 @@ impl PollApplier<'_> {
     pub(super) fn flush_findings(&mut self) -> Result<(), StoreError> {
         let rows = std::mem::take(&mut self.new_findings);
         for chunk in rows.chunks(FINDINGS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let p: Vec<String> = (1..=17).map(|j| format!("?{}", i * 17 + j)).collect();
-                    format!("({})", p.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
                     file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity, validity_at)
                  VALUES {}",
-                values.join(", ")
+                values_list(chunk.len(), 17)
             );
-            let mut list: Vec<&dyn crate::store::db::Param> = Vec::with_capacity(chunk.len() * 17);
+            let mut list: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 17);
             for r in chunk {
                 list.extend_from_slice(&[
                     &self.source,

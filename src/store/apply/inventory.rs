@@ -49,6 +49,9 @@ impl PollApplier<'_> {
             rows.collect::<Result<_, _>>()?
         };
         let mut seen: HashSet<&str> = HashSet::with_capacity(inv.identities.len());
+        // New or changed identities, written ROWS_PER_INSERT to a statement
+        // (nothing reads them back during the apply).
+        let mut changed_identities = Vec::new();
         for i in &inv.identities {
             if !seen.insert(i.id.as_str()) {
                 continue;
@@ -64,38 +67,46 @@ impl PollApplier<'_> {
                 continue;
             }
             self.stats.identities_changed += 1;
-            self.tx
-                .prepare_cached(
-                    "INSERT INTO identities(source, scope, ext_id, provider, account, kind, name, created_at,
-                        last_used_at, usage_tracked, team, privileged, standing, human, digest)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-                     ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
-                        provider = excluded.provider, account = excluded.account, kind = excluded.kind,
-                        name = excluded.name, created_at = excluded.created_at,
-                        last_used_at = CASE WHEN identities.last_used_at IS NULL
-                                OR excluded.last_used_at > identities.last_used_at
-                            THEN excluded.last_used_at ELSE identities.last_used_at END,
-                        usage_tracked = excluded.usage_tracked, team = excluded.team,
-                        privileged = excluded.privileged, standing = excluded.standing,
-                        human = excluded.human, digest = excluded.digest",
-                )?
-                .execute(params![
-                    source,
-                    inv.scope,
-                    i.id,
-                    i.provider,
-                    i.account,
-                    i.kind,
-                    i.name,
-                    i.created_at,
-                    i.last_used_at,
-                    i.usage_tracked as i64,
-                    i.team,
-                    i.privileged,
-                    i.standing as i64,
-                    i.human as i64,
+            let flags = [i.usage_tracked as i64, i.standing as i64, i.human as i64];
+            changed_identities.push((i, digest, flags));
+        }
+        for chunk in changed_identities.chunks(ROWS_PER_INSERT) {
+            let mut list: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 15);
+            for (i, digest, [usage_tracked, standing, human]) in chunk {
+                list.extend_from_slice(&[
+                    &source,
+                    &inv.scope,
+                    &i.id,
+                    &i.provider,
+                    &i.account,
+                    &i.kind,
+                    &i.name,
+                    &i.created_at,
+                    &i.last_used_at,
+                    usage_tracked,
+                    &i.team,
+                    &i.privileged,
+                    standing,
+                    human,
                     digest,
-                ])?;
+                ]);
+            }
+            let sql = format!(
+                "INSERT INTO identities(source, scope, ext_id, provider, account, kind, name, created_at,
+                    last_used_at, usage_tracked, team, privileged, standing, human, digest)
+                 VALUES {}
+                 ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
+                    provider = excluded.provider, account = excluded.account, kind = excluded.kind,
+                    name = excluded.name, created_at = excluded.created_at,
+                    last_used_at = CASE WHEN identities.last_used_at IS NULL
+                            OR excluded.last_used_at > identities.last_used_at
+                        THEN excluded.last_used_at ELSE identities.last_used_at END,
+                    usage_tracked = excluded.usage_tracked, team = excluded.team,
+                    privileged = excluded.privileged, standing = excluded.standing,
+                    human = excluded.human, digest = excluded.digest",
+                values_list(chunk.len(), 15)
+            );
+            execute_rows(&self.tx, &sql, chunk.len(), &list)?;
         }
         for (ext, (id, _)) in &existing {
             if !seen.contains(ext.as_str()) {
@@ -122,6 +133,7 @@ impl PollApplier<'_> {
             rows.collect::<Result<_, _>>()?
         };
         let mut changed: Vec<(&str, &str)> = Vec::new();
+        let mut new_credentials = Vec::new();
         let mut seen: HashSet<&str> = HashSet::with_capacity(inv.credentials.len());
         for c in &inv.credentials {
             if !seen.insert(c.id.as_str()) {
@@ -140,26 +152,26 @@ impl PollApplier<'_> {
                 continue;
             }
             self.stats.credentials_changed += 1;
-            let state_changed = old.is_none_or(|k| k.state != state);
-            let cred_id = self.upsert_credential(&inv.scope, c, &digest, at, state_changed)?;
             // New, or changed (state, rotation, values, links): the exposures
             // linked to it are re-derived below.
             changed.push((c.provider, c.id.as_str()));
+            if old.is_none() && c.value_hashes.is_empty() {
+                // Nothing below needs its row id: written with the others.
+                new_credentials.push((c, digest, state, c.rotation_enabled as i64));
+                for alias in &c.aliases {
+                    self.link_alias(c, alias)?;
+                }
+                continue;
+            }
+            let state_changed = old.is_none_or(|k| k.state != state);
+            let cred_id = self.upsert_credential(&inv.scope, c, &digest, at, state_changed)?;
             if old.is_some() {
                 self.tx
                     .prepare_cached("DELETE FROM credential_values WHERE credential_id = ?1")?
                     .execute([cred_id])?;
             }
             for alias in &c.aliases {
-                // A leak that named this credential by an alias is linked to
-                // it (the exposures linked to it are re-derived below).
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO exposure_links(exposure_id, provider, credential_id)
-                         SELECT exposure_id, provider, ?3 FROM exposure_links
-                         WHERE provider = ?1 AND credential_id = ?2 ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![c.provider, alias, c.id])?;
+                self.link_alias(c, alias)?;
             }
             for h in &c.value_hashes {
                 let key = secret_key(h);
@@ -177,6 +189,41 @@ impl PollApplier<'_> {
                     )?
                     .execute(params![key, c.provider, c.id])?;
             }
+        }
+        for chunk in new_credentials.chunks(ROWS_PER_INSERT) {
+            let mut list: Vec<&dyn Param> = Vec::with_capacity(chunk.len() * 16);
+            for (c, digest, state, rotation_enabled) in chunk {
+                list.extend_from_slice(&[
+                    &self.source,
+                    &inv.scope,
+                    &c.id,
+                    &c.provider,
+                    &c.kind,
+                    &c.identity,
+                    &c.team,
+                    &c.created_at,
+                    &c.last_rotated_at,
+                    &c.expires_at,
+                    &c.last_used_at,
+                    state,
+                    &at,
+                    rotation_enabled,
+                    digest,
+                    &c.account,
+                ]);
+            }
+            // A new row, or one moving in from another scope: its state
+            // changed now either way.
+            let sql = format!(
+                "INSERT INTO credentials(source, scope, ext_id, provider, kind, identity, team, created_at,
+                    last_rotated_at, expires_at, last_used_at, state, state_changed_at, rotation_enabled, digest,
+                    account)
+                 VALUES {}
+                 ON CONFLICT(source, ext_id) DO UPDATE SET {CREDENTIAL_UPDATE},
+                    state_changed_at = excluded.state_changed_at",
+                values_list(chunk.len(), 16)
+            );
+            execute_rows(&self.tx, &sql, chunk.len(), &list)?;
         }
         let mut gone: Vec<(String, String)> = Vec::new();
         for (ext, k) in &known {
@@ -240,21 +287,15 @@ impl PollApplier<'_> {
     ) -> Result<i64, StoreError> {
         let id = self
             .tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "INSERT INTO credentials(source, scope, ext_id, provider, kind, identity, team, created_at,
                     last_rotated_at, expires_at, last_used_at, state, state_changed_at, rotation_enabled, digest,
                     account)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?17)
-                 ON CONFLICT(source, ext_id) DO UPDATE SET scope = excluded.scope,
-                    provider = excluded.provider, kind = excluded.kind, identity = excluded.identity,
-                    account = excluded.account,
-                    team = excluded.team, created_at = excluded.created_at,
-                    last_rotated_at = excluded.last_rotated_at, expires_at = excluded.expires_at,
-                    last_used_at = excluded.last_used_at, state = excluded.state,
-                    state_changed_at = CASE WHEN ?16 THEN excluded.state_changed_at ELSE credentials.state_changed_at END,
-                    rotation_enabled = excluded.rotation_enabled, digest = excluded.digest
-                 RETURNING id",
-            )?
+                 ON CONFLICT(source, ext_id) DO UPDATE SET {CREDENTIAL_UPDATE},
+                    state_changed_at = CASE WHEN ?16 THEN excluded.state_changed_at ELSE credentials.state_changed_at END
+                 RETURNING id"
+            ))?
             .query_row(
                 params![
                     self.source,
@@ -278,6 +319,19 @@ impl PollApplier<'_> {
                 |r| r.get(0),
             )?;
         Ok(id)
+    }
+
+    /// A leak that named credential `c` by `alias` is linked to it (the
+    /// exposures linked to it are re-derived at the end of the inventory).
+    fn link_alias(&mut self, c: &ObservedCredential, alias: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO exposure_links(exposure_id, provider, credential_id)
+                 SELECT exposure_id, provider, ?3 FROM exposure_links
+                 WHERE provider = ?1 AND credential_id = ?2 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![c.provider, alias, c.id])?;
+        Ok(())
     }
 
     /// Retire every stored inventory scope of this source that is not in
@@ -305,4 +359,32 @@ impl PollApplier<'_> {
         }
         Ok(())
     }
+}
+
+/// Inventory rows per multi-row `INSERT` (15–16 parameters each).
+const ROWS_PER_INSERT: usize = 256;
+
+/// The columns an upsert of a credential sets, but its state change time.
+const CREDENTIAL_UPDATE: &str = "scope = excluded.scope,
+    provider = excluded.provider, kind = excluded.kind, identity = excluded.identity,
+    account = excluded.account,
+    team = excluded.team, created_at = excluded.created_at,
+    last_rotated_at = excluded.last_rotated_at, expires_at = excluded.expires_at,
+    last_used_at = excluded.last_used_at, state = excluded.state,
+    rotation_enabled = excluded.rotation_enabled, digest = excluded.digest";
+
+/// Run a multi-row statement: full batches share a cached statement, the
+/// last, shorter one is prepared once.
+fn execute_rows(
+    tx: &Transaction<'_>,
+    sql: &str,
+    rows: usize,
+    list: &[&dyn Param],
+) -> Result<(), StoreError> {
+    if rows == ROWS_PER_INSERT {
+        tx.prepare_cached(sql)?.execute(list)?;
+    } else {
+        tx.prepare(sql)?.execute(list)?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ mod exposures;
 mod findings;
 mod inventory;
 
-use super::db::{params, Conn as Connection, OptionalExt, Tx as Transaction};
+use super::db::{params, values_list, Conn as Connection, OptionalExt, Param, Tx as Transaction};
 use super::events::{
     EXPOSURE_REOPENED, EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE,
     TIME_TO_REVOKE,

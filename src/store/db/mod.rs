@@ -113,6 +113,20 @@ macro_rules! db_params {
 }
 pub use crate::db_params as params;
 
+/// The `VALUES` list of a multi-row `INSERT`: `rows` tuples of `cols`
+/// numbered parameters, `(?1, ?2), (?3, ?4)`. One statement (one round trip
+/// on PostgreSQL) writes many rows; keep `rows × cols` under 32766
+/// (SQLite's limit on parameters; PostgreSQL's is 65535).
+pub fn values_list(rows: usize, cols: usize) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=cols).map(|i| format!("?{}", r * cols + i)).collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    tuples.join(", ")
+}
+
 /// A column index (`usize`, as rusqlite's `get(0)`).
 pub trait RowIndex: Copy {
     fn idx(self) -> usize;
