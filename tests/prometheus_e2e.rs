@@ -102,6 +102,17 @@ fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// A few seconds into the run, a leak removed from a demo repository's
+/// report: a closure for the counters and the time-to-close quantiles.
+fn remove_a_demo_leak(dir: &Path) {
+    std::thread::sleep(Duration::from_secs(3));
+    let report = dir.join("demo/gitleaks/web-frontend.json");
+    let mut findings: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    findings.pop();
+    write_report(&report, &findings);
+}
+
 /// The real Prometheus with the bundled recording and alert rules, scraping
 /// `targets` as job `nhi-exporter` every second; its port.
 fn start_prometheus(dir: &Path, name: &str, targets: &[u16]) -> (Prom, u16) {
@@ -174,13 +185,8 @@ fn prometheus_loads_the_rules_and_every_dashboard_query_has_data() {
     );
 
     // Activity during the run, so that rate/increase-based panels and
-    // recording rules have something to show: a leak removed from a repo.
-    std::thread::sleep(Duration::from_secs(3));
-    let report = dir.path().join("demo/gitleaks/web-frontend.json");
-    let mut findings: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    findings.pop();
-    write_report(&report, &findings);
+    // recording rules have something to show.
+    remove_a_demo_leak(dir.path());
     ex.wait_for("closure", |m| {
         m.sum("nhi_findings_closed_total", &[]) == 1.0
     });
@@ -351,13 +357,8 @@ fn two_replicas_on_postgres_give_the_dashboards_and_rules_the_numbers_of_one() {
     );
 
     // Activity, so that increases and the time-to-close quantiles have
-    // data: a leak removed from a repository (whichever replica polls it).
-    std::thread::sleep(Duration::from_secs(3));
-    let report = dir.path().join("demo/gitleaks/web-frontend.json");
-    let mut findings: Vec<serde_json::Value> =
-        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
-    findings.pop();
-    write_report(&report, &findings);
+    // data (whichever replica polls the source).
+    remove_a_demo_leak(dir.path());
     for e in [&a, &b] {
         e.wait_for("the closure, on both replicas", |m| {
             m.sum("nhi_findings_closed_total", &[]) == 1.0
