@@ -36,6 +36,8 @@ install_debian_packages() {
   # start their own server (tests/common/pg.rs); Debian's cluster service
   # is not used.
   compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+  # The throwaway CA and server certificate of the TLS tests (tests/pg_tls.rs).
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
