@@ -4,7 +4,7 @@
 //! to exposures and targets by id) and the identity sequences moved past
 //! them; the hash key must be the same (both stores were opened under it).
 
-use super::db::{Conn, Value};
+use super::db::{Conn, Value, ROWS_PER_INSERT};
 use super::{Store, StoreError};
 use std::collections::BTreeMap;
 
@@ -107,11 +107,6 @@ pub fn copy_store(from: &Store, to: &Store) -> Result<BTreeMap<&'static str, u64
     Ok(copied)
 }
 
-/// Rows per `INSERT` of a copy: one statement (a round trip) per batch;
-/// with at most about 25 columns, within SQLite's and PostgreSQL's limits on
-/// parameters.
-const ROWS_PER_INSERT: usize = 500;
-
 fn copy_table(lite: &rusqlite::Connection, tx: &Conn, table: &str) -> Result<u64, StoreError> {
     let mut read = lite.prepare(&format!("SELECT * FROM {table}"))?;
     let cols: Vec<String> = read.column_names().iter().map(|c| c.to_string()).collect();
@@ -127,7 +122,6 @@ fn copy_table(lite: &rusqlite::Connection, tx: &Conn, table: &str) -> Result<u64
             super::db::values_list(rows, cols.len())
         )
     };
-    let mut full = tx.prepare(&insert(ROWS_PER_INSERT))?;
     let mut rows = read.query([])?;
     let mut n = 0u64;
     let mut values: Vec<Value> = Vec::with_capacity(cols.len() * ROWS_PER_INSERT);
@@ -159,11 +153,7 @@ fn copy_table(lite: &rusqlite::Connection, tx: &Conn, table: &str) -> Result<u64
         }
         if pending > 0 {
             let params: Vec<&dyn super::db::Param> = values.iter().map(|v| v as _).collect();
-            if pending == ROWS_PER_INSERT {
-                full.execute(&params[..])?;
-            } else {
-                tx.prepare(&insert(pending))?.execute(&params[..])?;
-            }
+            tx.execute_rows(&insert(pending), pending, &params)?;
             n += pending as u64;
             values.clear();
             pending = 0;

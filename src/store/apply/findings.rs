@@ -282,7 +282,7 @@ impl PollApplier<'_> {
             validity: f.validity.as_str(),
             validity_at: statement_time(f, at),
         });
-        if self.new_findings.len() >= FINDINGS_PER_INSERT {
+        if self.new_findings.len() >= ROWS_PER_INSERT {
             self.flush_findings()?;
         }
         for link in &f.links {
@@ -335,10 +335,6 @@ impl PollApplier<'_> {
     }
 }
 
-/// New findings per `INSERT` (17 parameters each): one statement instead
-/// of one per finding, a round trip each on PostgreSQL.
-const FINDINGS_PER_INSERT: usize = 256;
-
 /// A new finding's row, written by [`PollApplier::flush_findings`].
 pub(super) struct NewFinding {
     target_id: i64,
@@ -363,7 +359,7 @@ impl PollApplier<'_> {
     /// Write the pending new findings, as few multi-row `INSERT`s.
     pub(super) fn flush_findings(&mut self) -> Result<(), StoreError> {
         let rows = std::mem::take(&mut self.new_findings);
-        for chunk in rows.chunks(FINDINGS_PER_INSERT) {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             let sql = format!(
                 "INSERT INTO findings(source, target_id, scanner_key, scanner_id, exposure_id, secret_type, repository,
                     file, line, commit_sha, detected_at, committed_at, open, resolution, closed_at, validity, validity_at)
@@ -392,13 +388,7 @@ impl PollApplier<'_> {
                     &r.validity_at,
                 ]);
             }
-            // Full chunks share one cached statement; the last, shorter
-            // one is prepared once.
-            if chunk.len() == FINDINGS_PER_INSERT {
-                self.tx.prepare_cached(&sql)?.execute(&list[..])?;
-            } else {
-                self.tx.prepare(&sql)?.execute(&list[..])?;
-            }
+            self.tx.execute_rows(&sql, chunk.len(), &list)?;
         }
         Ok(())
     }

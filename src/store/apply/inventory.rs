@@ -106,7 +106,7 @@ impl PollApplier<'_> {
                     human = excluded.human, digest = excluded.digest",
                 values_list(chunk.len(), 15)
             );
-            execute_rows(&self.tx, &sql, chunk.len(), &list)?;
+            self.tx.execute_rows(&sql, chunk.len(), &list)?;
         }
         for (ext, (id, _)) in &existing {
             if !seen.contains(ext.as_str()) {
@@ -223,7 +223,7 @@ impl PollApplier<'_> {
                     state_changed_at = excluded.state_changed_at",
                 values_list(chunk.len(), 16)
             );
-            execute_rows(&self.tx, &sql, chunk.len(), &list)?;
+            self.tx.execute_rows(&sql, chunk.len(), &list)?;
         }
         let mut gone: Vec<(String, String)> = Vec::new();
         for (ext, k) in &known {
@@ -361,9 +361,6 @@ impl PollApplier<'_> {
     }
 }
 
-/// Inventory rows per multi-row `INSERT` (15–16 parameters each).
-const ROWS_PER_INSERT: usize = 256;
-
 /// The columns an upsert of a credential sets, but its state change time.
 const CREDENTIAL_UPDATE: &str = "scope = excluded.scope,
     provider = excluded.provider, kind = excluded.kind, identity = excluded.identity,
@@ -372,19 +369,3 @@ const CREDENTIAL_UPDATE: &str = "scope = excluded.scope,
     last_rotated_at = excluded.last_rotated_at, expires_at = excluded.expires_at,
     last_used_at = excluded.last_used_at, state = excluded.state,
     rotation_enabled = excluded.rotation_enabled, digest = excluded.digest";
-
-/// Run a multi-row statement: full batches share a cached statement, the
-/// last, shorter one is prepared once.
-fn execute_rows(
-    tx: &Transaction<'_>,
-    sql: &str,
-    rows: usize,
-    list: &[&dyn Param],
-) -> Result<(), StoreError> {
-    if rows == ROWS_PER_INSERT {
-        tx.prepare_cached(sql)?.execute(list)?;
-    } else {
-        tx.prepare(sql)?.execute(list)?;
-    }
-    Ok(())
-}

@@ -8,7 +8,9 @@ mod exposures;
 mod findings;
 mod inventory;
 
-use super::db::{params, values_list, Conn as Connection, OptionalExt, Param, Tx as Transaction};
+use super::db::{
+    params, values_list, Conn as Connection, OptionalExt, Param, Tx as Transaction, ROWS_PER_INSERT,
+};
 use super::events::{
     EXPOSURE_REOPENED, EXPOSURE_REVOKED, FINDING_CLOSED, FINDING_DETECTED, TIME_TO_CLOSE,
     TIME_TO_REVOKE,

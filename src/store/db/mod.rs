@@ -113,10 +113,15 @@ macro_rules! db_params {
 }
 pub use crate::db_params as params;
 
+/// Rows per multi-row `INSERT` ([`values_list`], [`Conn::execute_rows`]):
+/// one statement, a round trip on PostgreSQL, instead of one per row.
+pub const ROWS_PER_INSERT: usize = 256;
+
 /// The `VALUES` list of a multi-row `INSERT`: `rows` tuples of `cols`
 /// numbered parameters, `(?1, ?2), (?3, ?4)`. One statement (one round trip
 /// on PostgreSQL) writes many rows; keep `rows × cols` under 32766
-/// (SQLite's limit on parameters; PostgreSQL's is 65535).
+/// (SQLite's limit on parameters; PostgreSQL's is 65535): [`ROWS_PER_INSERT`]
+/// rows of up to 127 columns do.
 pub fn values_list(rows: usize, cols: usize) -> String {
     let tuples: Vec<String> = (0..rows)
         .map(|r| {
@@ -343,17 +348,8 @@ impl Conn {
     /// SQLite's single writer does, so concurrent polls never interleave
     /// their accounting of shared rows (exposures, counters, time counts).
     pub fn transaction(&mut self) -> Result<Tx<'_>, DbError> {
-        match self {
-            Conn::Lite(_) => self.execute_batch("BEGIN")?,
-            Conn::Pg(_) => self.execute_batch(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({})",
-                pg::WRITE_LOCK
-            ))?,
-        }
-        Ok(Tx {
-            conn: self,
-            done: false,
-        })
+        let pg = format!("BEGIN; SELECT pg_advisory_xact_lock({})", pg::WRITE_LOCK);
+        self.begin(&pg)
     }
 
     /// Begin a read-only transaction: every query in it sees one snapshot
@@ -361,14 +357,32 @@ impl Conn {
     /// many tables). SQLite in WAL mode keeps the snapshot of the first
     /// read until the end; PostgreSQL needs REPEATABLE READ for that.
     pub fn snapshot(&mut self) -> Result<Tx<'_>, DbError> {
+        self.begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    }
+
+    /// Begin a transaction: SQLite's deferred `BEGIN`, or `pg` on
+    /// PostgreSQL.
+    fn begin(&mut self, pg: &str) -> Result<Tx<'_>, DbError> {
         match self {
             Conn::Lite(_) => self.execute_batch("BEGIN")?,
-            Conn::Pg(_) => self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?,
+            Conn::Pg(_) => self.execute_batch(pg)?,
         }
         Ok(Tx {
             conn: self,
             done: false,
         })
+    }
+
+    /// Run a multi-row statement of `rows` rows ([`values_list`]): the
+    /// full batches of [`ROWS_PER_INSERT`] share a cached statement, a
+    /// shorter last batch is prepared for once.
+    pub fn execute_rows(&self, sql: &str, rows: usize, p: &[&dyn Param]) -> Result<(), DbError> {
+        if rows == ROWS_PER_INSERT {
+            self.prepare_cached(sql)?.execute(p)?;
+        } else {
+            self.prepare(sql)?.execute(p)?;
+        }
+        Ok(())
     }
 }
 
