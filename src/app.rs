@@ -259,13 +259,11 @@ impl App {
     ) {
         let mut statuses = self.statuses.write().unwrap_or_else(|p| p.into_inner());
         for (name, st) in statuses.iter_mut() {
-            if leased.contains(name) {
-                st.polled = true;
-            }
+            st.polled |=
+                leased.contains(name) || health.contains_key(name) || persisted.contains_key(name);
             // The latest poll's outcome, whichever replica made it: every
             // replica exports the same `nhi_source_up`.
             if let Some(&up) = health.get(name) {
-                st.polled = true;
                 st.up = up;
                 self.health
                     .up
@@ -275,7 +273,6 @@ impl App {
             let Some(&t) = persisted.get(name) else {
                 continue;
             };
-            st.polled = true;
             if st.last_success.is_none_or(|l| l < t) {
                 st.last_success = Some(t);
                 self.health

@@ -120,10 +120,8 @@ impl Store {
             return Ok(());
         }
         self.reader()?.execute(
-            &format!(
-                "INSERT INTO source_health(source, up, at) VALUES (?1, ?2, {DB_NOW})
-                 ON CONFLICT(source) DO UPDATE SET up = excluded.up, at = excluded.at"
-            ),
+            "INSERT INTO source_health(source, up) VALUES (?1, ?2)
+             ON CONFLICT(source) DO UPDATE SET up = excluded.up",
             params![source, up as i64],
         )?;
         Ok(())

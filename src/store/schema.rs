@@ -291,12 +291,11 @@ CREATE TABLE replicas(
     id      TEXT PRIMARY KEY,
     seen_at INTEGER NOT NULL
 ) WITHOUT ROWID;
--- The outcome of each source's latest poll, by whichever replica polled it
--- (`at`, the store's clock): every replica exports the same `nhi_source_up`.
+-- The outcome of each source's latest poll, by whichever replica polled it:
+-- every replica exports the same `nhi_source_up`.
 CREATE TABLE source_health(
     source TEXT PRIMARY KEY,
-    up     INTEGER NOT NULL,
-    at     INTEGER NOT NULL
+    up     INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
         None,
