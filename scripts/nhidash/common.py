@@ -1,6 +1,8 @@
 """Panel, variable and dashboard builders, thresholds and framework ids shared by
 the dashboards (scripts/gen-dashboards.py)."""
 
+import re
+
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SEL = 'job=~"$job", instance=~"$instance"'
 
@@ -76,8 +78,6 @@ _ONCE = "max without (instance, pod) "
 def one_replica(expr):
     """`expr` with each KPI selector (and each rate/increase over one) taken
     once across replicas."""
-    import re
-
     expr = re.sub(r"\b([a-z_]+)\(" + _KPI + r"(\[[^\]]+\])\)",
                   lambda m: f"{_ONCE}({m.group(1)}({m.group(2)}{m.group(3)}))", expr)
     return re.sub(_KPI + r"(?!\[)", lambda m: f"{_ONCE}({m.group(1)})", expr)
